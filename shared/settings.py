@@ -1,0 +1,50 @@
+"""Settings common to every Tenancy process.
+
+Each process has exactly one settings model, a subclass of :class:`CommonSettings`, read from the
+environment. ``.tenancy/stack.env`` (written by ``make run``) is read as a fallback so the CLI and
+tests find the embedded stack without exporting anything; real environment variables win.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = REPO_ROOT / ".tenancy"
+STACK_ENV_FILE = STATE_DIR / "stack.env"
+DEFAULT_COUNCILS_CSV = REPO_ROOT.parent / "shared" / "data" / "uk_local_authorities.csv"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=STACK_ENV_FILE, env_file_encoding="utf-8", extra="ignore"
+    )
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/tenancy"
+    # Lets several independent stacks (or test runs) share one broker without seeing each other.
+    topic_prefix: str = ""
+    # Tansu answers a JoinGroup after half the session timeout, so a short timeout is what makes
+    # a local worker ready in about a second; production keeps Kafka's usual value.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    otel_exporter_otlp_endpoint: str | None = None
+    spans_file: Path = STATE_DIR / "spans.jsonl"
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+    # Attempts before an event that keeps failing for a reason other than an outage is
+    # dead-lettered; outages (database or broker unreachable) are retried without limit.
+    handler_attempts: int = Field(default=3, ge=1)
+    outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, worker: str) -> str:
+        return f"{self.topic_prefix}tenancy-{worker}"
+
+
+class CouncilDataSettings(CommonSettings):
+    councils_csv: Path = DEFAULT_COUNCILS_CSV

@@ -1,0 +1,36 @@
+"""Every topic and event type of Tenancy, in one place.
+
+A topic carries exactly one event type, so a subscriber's signature is the whole contract of its
+topic and the AsyncAPI document generated from the workers lists each type once.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+TYPE_PREFIX = "uk.gov.tenancy"
+PARTITIONS = 6
+
+
+class Topic(StrEnum):
+    ONBOARDING_REQUESTED = "onboarding.requested"
+    TENANCY_REGISTERED = "onboarding.registered"
+    ISOLATION_READY = "isolation.ready"
+    BRANDING_APPLIED = "branding.applied"
+    METERING_ENABLED = "metering.enabled"
+    STEP_FAILED = "provisioning.step-failed"
+    TENANCY_PROVISIONED = "onboarding.provisioned"
+    TENANCY_FAILED = "onboarding.failed"
+    USAGE_RECORDED = "usage.recorded"
+    DLQ_ONBOARDING = "dlq.onboarding"
+    DLQ_ISOLATION = "dlq.isolation"
+    DLQ_BRANDING = "dlq.branding"
+    DLQ_METERING = "dlq.metering"
+
+    @property
+    def event_type(self) -> str:
+        return f"{TYPE_PREFIX}.{self.value.replace('-', '_')}.v1"
+
+
+def dead_letter_topic(worker: str) -> Topic:
+    return Topic(f"dlq.{worker}")
