@@ -1,0 +1,5 @@
+from shared.settings import CommonSettings
+
+
+class BrandingSettings(CommonSettings):
+    """Settings of the branding worker."""

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from faststream import FastStream
+
+from services.onboarding import handlers, service
+from services.onboarding.councils import CouncilRegister
+from services.onboarding.settings import OnboardingSettings
+from shared.messaging import DeadLetterHook
+from shared.worker import Worker, build_worker, create_app
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build(settings: OnboardingSettings | None = None) -> Worker:
+    settings = settings or OnboardingSettings()
+    worker = build_worker("onboarding", settings, on_dead_letter=fail_tenancy_on_dead_letter)
+    csv_path = settings.councils_csv
+    handlers.register(worker, cache(lambda: CouncilRegister.from_csv(csv_path)))
+    return worker
+
+
+def create(settings: OnboardingSettings | None = None) -> FastStream:
+    settings = settings or OnboardingSettings()
+    # Fail at start, with directions, rather than on the first request.
+    CouncilRegister.from_csv(settings.councils_csv)
+    return create_app(build(settings), MIGRATIONS)
+
+
+def fail_tenancy_on_dead_letter(worker: Worker) -> DeadLetterHook:
+    async def on_dead_letter(envelope: dict[str, Any], reason: str) -> None:
+        subject = str(envelope.get("subject", ""))
+        async with worker.uow.transaction() as tx:
+            await service.fail_if_known(tx, subject, f"dead-lettered: {reason}")
+
+    return on_dead_letter

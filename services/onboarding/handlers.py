@@ -1,0 +1,53 @@
+"""Onboarding's subscribers: parse the event, run the use case in a unit of work, emit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from services.onboarding import service
+from services.onboarding.councils import CouncilRegister
+from shared.events import (
+    BrandingApplied,
+    IsolationReady,
+    MeteringEnabled,
+    OnboardingRequested,
+    StepFailed,
+)
+from shared.topics import Topic
+from shared.worker import Worker
+
+
+def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
+
+    @worker.subscriber(Topic.ONBOARDING_REQUESTED)
+    async def on_onboarding_requested(event: OnboardingRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await service.register_tenancy(tx, councils(), event)
+
+    @worker.subscriber(Topic.ISOLATION_READY)
+    async def on_isolation_ready(event: IsolationReady) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                detail = event.data.model_dump(mode="json", exclude={"migrations_applied"})
+                await service.step_completed(tx, event.subject, "isolation", detail)
+
+    @worker.subscriber(Topic.BRANDING_APPLIED)
+    async def on_branding_applied(event: BrandingApplied) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                detail = event.data.model_dump(mode="json")
+                await service.step_completed(tx, event.subject, "branding", detail)
+
+    @worker.subscriber(Topic.METERING_ENABLED)
+    async def on_metering_enabled(event: MeteringEnabled) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                detail = event.data.model_dump(mode="json")
+                await service.step_completed(tx, event.subject, "metering", detail)
+
+    @worker.subscriber(Topic.STEP_FAILED)
+    async def on_step_failed(event: StepFailed) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await service.step_failed(tx, event.subject, event.data.step, event.data.reason)

@@ -1,0 +1,174 @@
+"""Persistence of the tenancy registry and the service catalogue (schema ``onboarding``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from services.onboarding.domain import State, StepStatus, Tenancy
+from shared.catalogue import ServiceManifest
+from shared.db import Connection
+
+
+class CatalogueRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def upsert(self, manifest: ServiceManifest) -> None:
+        await self.conn.execute(
+            "INSERT INTO onboarding.services (id, name, owner_council, manifest)"
+            " VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,"
+            " owner_council = EXCLUDED.owner_council, manifest = EXCLUDED.manifest,"
+            " updated_at = now()",
+            manifest.id,
+            manifest.name,
+            manifest.owner_council,
+            manifest.model_dump(mode="json"),
+        )
+
+    async def get(self, service_id: str) -> ServiceManifest | None:
+        raw = await self.conn.fetchval(
+            "SELECT manifest FROM onboarding.services WHERE id = $1", service_id
+        )
+        return ServiceManifest.model_validate(raw) if raw is not None else None
+
+    async def list(self) -> list[ServiceManifest]:
+        rows = await self.conn.fetch("SELECT manifest FROM onboarding.services ORDER BY id")
+        return [ServiceManifest.model_validate(r["manifest"]) for r in rows]
+
+
+class TenancyRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def add_request(
+        self,
+        tenancy_id: str,
+        council_gss: str,
+        council_name: str,
+        service_id: str,
+        contact: dict[str, Any],
+        brand: dict[str, Any] | None,
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO onboarding.tenancies"
+            " (id, council_gss, council_name, service_id, state, contact, brand)"
+            " VALUES ($1, $2, $3, $4, 'requested', $5, $6) ON CONFLICT (id) DO NOTHING",
+            tenancy_id,
+            council_gss,
+            council_name,
+            service_id,
+            contact,
+            brand,
+        )
+
+    async def live_tenancy_of(self, council_gss: str, service_id: str) -> str | None:
+        value = await self.conn.fetchval(
+            "SELECT id::text FROM onboarding.tenancies WHERE council_gss = $1"
+            " AND service_id = $2 AND state NOT IN ('failed', 'offboarded')",
+            council_gss,
+            service_id,
+        )
+        return str(value) if value is not None else None
+
+    async def lock(self, tenancy_id: str) -> Tenancy | None:
+        """Load a tenancy for change; the row lock serialises step results arriving together."""
+        row = await self.conn.fetchrow(
+            "SELECT id::text, council_gss, service_id, state, failed_step, reason"
+            " FROM onboarding.tenancies WHERE id = $1 FOR UPDATE",
+            tenancy_id,
+        )
+        if row is None:
+            return None
+        steps = await self.conn.fetch(
+            "SELECT step, status FROM onboarding.tenancy_steps WHERE tenancy_id = $1", tenancy_id
+        )
+        return Tenancy(
+            id=row["id"],
+            council_gss=row["council_gss"],
+            service_id=row["service_id"],
+            state=State(row["state"]),
+            steps={s["step"]: StepStatus(s["status"]) for s in steps},
+            failed_step=row["failed_step"],
+            reason=row["reason"],
+        )
+
+    async def save(
+        self,
+        tenancy: Tenancy,
+        changed_step: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await self.conn.execute(
+            "UPDATE onboarding.tenancies SET state = $2, failed_step = $3, reason = $4,"
+            " registered_at = CASE WHEN $2 = 'registered'"
+            "   THEN coalesce(registered_at, now()) ELSE registered_at END,"
+            " active_at = CASE WHEN $2 = 'active'"
+            "   THEN coalesce(active_at, now()) ELSE active_at END,"
+            " failed_at = CASE WHEN $2 = 'failed'"
+            "   THEN coalesce(failed_at, now()) ELSE failed_at END,"
+            " updated_at = now() WHERE id = $1",
+            tenancy.id,
+            tenancy.state.value,
+            tenancy.failed_step,
+            tenancy.reason,
+        )
+        steps = [changed_step] if changed_step else list(tenancy.steps)
+        await self.conn.executemany(
+            "INSERT INTO onboarding.tenancy_steps (tenancy_id, step, status, detail)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenancy_id, step) DO UPDATE"
+            " SET status = EXCLUDED.status, detail = EXCLUDED.detail, updated_at = now()",
+            [
+                (tenancy.id, step, tenancy.steps[step].value, detail or {})
+                for step in steps
+                if step in tenancy.steps
+            ],
+        )
+
+    async def brand_of(self, tenancy_id: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = await self.conn.fetchval(
+            "SELECT brand FROM onboarding.tenancies WHERE id = $1", tenancy_id
+        )
+        return value
+
+    async def status(self, tenancy_id: str) -> dict[str, Any] | None:
+        row = await self.conn.fetchrow(
+            "SELECT id::text, council_gss, council_name, service_id, state, failed_step, reason,"
+            " requested_at, registered_at, active_at, failed_at, updated_at"
+            " FROM onboarding.tenancies WHERE id = $1",
+            tenancy_id,
+        )
+        if row is None:
+            return None
+        steps = await self.conn.fetch(
+            "SELECT step, status, detail, updated_at FROM onboarding.tenancy_steps"
+            " WHERE tenancy_id = $1 ORDER BY updated_at",
+            tenancy_id,
+        )
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": row["id"],
+            "council": row["council_gss"],
+            "council_name": row["council_name"],
+            "service": row["service_id"],
+            "state": row["state"],
+            "failed_step": row["failed_step"],
+            "reason": row["reason"],
+            "requested_at": iso(row["requested_at"]),
+            "registered_at": iso(row["registered_at"]),
+            "active_at": iso(row["active_at"]),
+            "failed_at": iso(row["failed_at"]),
+            "steps": [
+                {
+                    "step": s["step"],
+                    "status": s["status"],
+                    "at": iso(s["updated_at"]),
+                    "detail": s["detail"],
+                }
+                for s in steps
+            ],
+        }

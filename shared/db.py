@@ -1,0 +1,138 @@
+"""PostgreSQL plumbing: pools, per-worker schema migrations, and the tables every worker shares
+the shape of (inbox of processed event ids, transactional outbox, dead letters)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from shared.identifiers import quote_ident, quote_literal
+
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+# Handlers get pooled connections; both kinds answer the same queries.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+_PLUMBING = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.processed_events (
+    event_id uuid PRIMARY KEY,
+    event_type text NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.outbox (
+    id uuid PRIMARY KEY,
+    topic text NOT NULL,
+    key text NOT NULL,
+    payload jsonb NOT NULL,
+    headers jsonb NOT NULL DEFAULT '{{}}',
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    published_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished
+    ON {schema}.outbox (created_at) WHERE published_at IS NULL;
+CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
+    id uuid PRIMARY KEY,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    "offset" bigint NOT NULL,
+    key text,
+    payload bytea NOT NULL,
+    headers jsonb NOT NULL DEFAULT '{{}}',
+    error_type text NOT NULL,
+    error text NOT NULL,
+    dead_lettered_at timestamptz NOT NULL DEFAULT now(),
+    replayed_at timestamptz
+);
+"""
+
+
+async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def database_name(dsn: str) -> str:
+    return urlsplit(dsn).path.lstrip("/") or "postgres"
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the database named in ``dsn`` if the server does not have it yet."""
+    name = database_name(dsn)
+    conn = await asyncpg.connect(with_database(dsn, "postgres"))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            # A sibling process may create it in the meantime.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await conn.close()
+
+
+async def create_pool(dsn: str, *, max_size: int = 10) -> Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection[asyncpg.Record]:
+    conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+def migration_files(folder: Path | None) -> list[Path]:
+    return sorted(folder.glob("[0-9][0-9][0-9]_*.sql")) if folder else []
+
+
+async def migrate(pool: Pool, schema: str, migrations_dir: Path | None) -> list[int]:
+    """Create the worker's schema and plumbing, then apply its numbered ``NNN_name.sql`` files.
+
+    A session advisory lock serialises replicas of a worker starting at the same moment.
+    """
+    files = migration_files(migrations_dir)
+    applied: list[int] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"tenancy:{schema}")
+        try:
+            await conn.execute(_PLUMBING.format(schema=quote_ident(schema)))
+            done = {
+                row["version"]
+                for row in await conn.fetch(
+                    f"SELECT version FROM {quote_ident(schema)}.schema_migrations"
+                )
+            }
+            for file in files:
+                version = int(file.name[:3])
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(file.read_text(encoding="utf-8"))
+                    await conn.execute(
+                        f"INSERT INTO {quote_ident(schema)}.schema_migrations (version)"
+                        " VALUES ($1)",
+                        version,
+                    )
+                applied.append(version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"tenancy:{schema}")
+    return applied
+
+
+def literal(value: Any) -> str:
+    return quote_literal(str(value))

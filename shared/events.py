@@ -1,0 +1,184 @@
+"""The event contract: a CloudEvents 1.0 envelope and one pydantic model per event type.
+
+Events are facts, named in the past tense, except ``OnboardingRequested``, which is the one
+request that enters the system from outside. Every event's ``subject`` is the tenancy id, which
+is also the Kafka message key, so all events of one tenancy stay in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from shared.catalogue import ServiceManifest
+from shared.identifiers import GssCode, ServiceId, TenancyId
+from shared.topics import Topic
+
+Step = Literal["isolation", "branding", "metering"]
+STEPS: tuple[Step, ...] = ("isolation", "branding", "metering")
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CloudEvent(Contract):
+    """CloudEvents 1.0 structured-mode envelope; subclasses fix ``type`` and ``data``."""
+
+    topic: ClassVar[Topic]
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    source: str = Field(min_length=1, max_length=200)
+    type: str
+    subject: TenancyId
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    datacontenttype: Literal["application/json"] = "application/json"
+
+    @classmethod
+    def new(
+        cls, *, source: str, subject: TenancyId | str, data: Any, id: uuid.UUID | None = None
+    ) -> Self:
+        fields = {"source": source, "type": cls.topic.event_type, "subject": str(subject)}
+        return cls.model_validate({**fields, "data": data, "id": id or uuid.uuid4()})
+
+
+# -- data shared by several events -------------------------------------------------------------
+
+
+class Contact(Contract):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+
+
+class Colours(Contract):
+    primary: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
+    secondary: str = Field(default="#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$")
+    link: str = Field(default="#1D70B8", pattern=r"^#[0-9A-Fa-f]{6}$")
+
+
+class Brand(Contract):
+    name: str = Field(min_length=1, max_length=200)
+    colours: Colours
+    logo_alt: str | None = Field(default=None, max_length=300)
+
+
+class Council(Contract):
+    gss: GssCode
+    name: str
+    nation: str
+
+
+# -- one model per event type ---------------------------------------------------------------
+
+
+class OnboardingRequestedData(Contract):
+    council: str = Field(description="GSS code as given; the onboarding worker validates it")
+    service_id: str
+    contact: Contact
+    brand: Brand | None = None
+
+
+class OnboardingRequested(CloudEvent):
+    topic = Topic.ONBOARDING_REQUESTED
+    type: Literal["uk.gov.tenancy.onboarding.requested.v1"]
+    data: OnboardingRequestedData
+
+
+class TenancyRegisteredData(Contract):
+    council: Council
+    service: ServiceManifest = Field(description="the manifest as it was when the council joined")
+    brand: Brand
+
+
+class TenancyRegistered(CloudEvent):
+    topic = Topic.TENANCY_REGISTERED
+    type: Literal["uk.gov.tenancy.onboarding.registered.v1"]
+    data: TenancyRegisteredData
+
+
+class IsolationReadyData(Contract):
+    service_id: ServiceId
+    tier: Literal["schema"]
+    database: str
+    schema_name: str
+    role: str
+    credentials_ref: str = Field(
+        description="where an operator obtains the secret; never the secret"
+    )
+    migrations_applied: list[int]
+
+
+class IsolationReady(CloudEvent):
+    topic = Topic.ISOLATION_READY
+    type: Literal["uk.gov.tenancy.isolation.ready.v1"]
+    data: IsolationReadyData
+
+
+class BrandingAppliedData(Contract):
+    version: int = Field(ge=1)
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class BrandingApplied(CloudEvent):
+    topic = Topic.BRANDING_APPLIED
+    type: Literal["uk.gov.tenancy.branding.applied.v1"]
+    data: BrandingAppliedData
+
+
+class MeteringEnabledData(Contract):
+    meters: list[str]
+
+
+class MeteringEnabled(CloudEvent):
+    topic = Topic.METERING_ENABLED
+    type: Literal["uk.gov.tenancy.metering.enabled.v1"]
+    data: MeteringEnabledData
+
+
+class StepFailedData(Contract):
+    step: Step
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class StepFailed(CloudEvent):
+    topic = Topic.STEP_FAILED
+    type: Literal["uk.gov.tenancy.provisioning.step_failed.v1"]
+    data: StepFailedData
+
+
+class TenancyProvisionedData(Contract):
+    council: GssCode
+    service_id: ServiceId
+
+
+class TenancyProvisioned(CloudEvent):
+    topic = Topic.TENANCY_PROVISIONED
+    type: Literal["uk.gov.tenancy.onboarding.provisioned.v1"]
+    data: TenancyProvisionedData
+
+
+class TenancyFailedData(Contract):
+    step: str
+    reason: str
+
+
+class TenancyFailed(CloudEvent):
+    topic = Topic.TENANCY_FAILED
+    type: Literal["uk.gov.tenancy.onboarding.failed.v1"]
+    data: TenancyFailedData
+
+
+EVENT_TYPES: tuple[type[CloudEvent], ...] = (
+    OnboardingRequested,
+    TenancyRegistered,
+    IsolationReady,
+    BrandingApplied,
+    MeteringEnabled,
+    StepFailed,
+    TenancyProvisioned,
+    TenancyFailed,
+)

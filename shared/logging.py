@@ -1,0 +1,56 @@
+"""structlog set-up: JSON lines carrying the tenancy, event and trace ids bound by the consumer.
+
+Secrets never reach a log line: processors below redact any key that looks like one, so a
+mistake elsewhere does not leak a password.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|dsn|credential|api_key", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@")
+
+
+def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEY.search(key) and key != "credentials_ref":
+            event_dict[key] = "[redacted]"
+        elif isinstance(value, str):
+            event_dict[key] = _DSN_PASSWORD.sub(r"\1[redacted]@", value)
+    return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    # faststream and aiokafka log through the standard library; keep them quiet but visible.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

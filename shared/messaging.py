@@ -1,0 +1,232 @@
+"""Consuming safely: one middleware gives every handler tracing, log context, retries and
+dead-lettering, so handlers stay a few lines of parse-decide-persist-emit.
+
+How a failing event is treated depends on why it fails:
+- an *outage* (PostgreSQL or Kafka unreachable) is retried without limit: the offset is not
+  committed, the event is redelivered after a back-off, and nothing is lost while it lasts;
+- a *poison* event (malformed, invalid, or a handler that keeps failing) is copied to the
+  worker's dead-letter topic and table with its error, its offset is committed, and the worker
+  carries on with the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from faststream import BaseMiddleware
+from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import ValidationError
+
+from shared.identifiers import quote_ident
+from shared.logging import get_logger
+from shared.settings import CommonSettings
+from shared.tracing import continued_from, current_trace_id, tracer
+
+log = get_logger(__name__)
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    asyncio.TimeoutError,
+)
+
+
+class PermanentError(Exception):
+    """An event this worker can never process; retrying would only repeat the failure."""
+
+
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    ValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    PermanentError,
+)
+
+DeadLetterHook = Callable[[dict[str, Any], str], Awaitable[None]]
+
+
+def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        acks="all",
+        client_id=client_id,
+        # Topics are created explicitly with their partition count; never by accident.
+        allow_auto_create_topics=False,
+        logger=None,
+    )
+
+
+def subscriber_options(settings: CommonSettings, worker: str, topic: str) -> dict[str, Any]:
+    from faststream.middlewares import AckPolicy
+
+    return {
+        # One consumer group per (worker, topic): each scales out on its own.
+        "group_id": f"{settings.topic_prefix}tenancy-{worker}.{topic}",
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": max(300, settings.kafka_session_timeout_ms // 4),
+        "rebalance_timeout_ms": settings.kafka_session_timeout_ms,
+    }
+
+
+async def publish_json(
+    broker: KafkaBroker, payload: dict[str, Any], *, topic: str, key: str, headers: dict[str, str]
+) -> None:
+    await broker.publish(payload, topic=topic, key=key.encode(), headers=headers)
+
+
+def envelope_of(body: bytes) -> dict[str, Any]:
+    """Whatever of the CloudEvents envelope can be read, for logs and dead letters."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class DeadLetters:
+    """Where a worker's poison events go: its ``dead_letters`` table and its DLQ topic."""
+
+    worker: str
+    schema: str
+    topic: str
+    broker: KafkaBroker
+    pool_provider: Callable[[], asyncpg.Pool]
+    on_dead_letter: DeadLetterHook | None = None
+
+    async def record(self, msg: StreamMessage[Any], error: BaseException) -> None:
+        raw = msg.raw_message
+        topic, partition, offset = raw.topic, raw.partition, raw.offset
+        letter_id = uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{topic}/{partition}/{offset}")
+        headers = {
+            k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers.items()
+        }
+        key = raw.key.decode(errors="replace") if raw.key else None
+        reason = f"{type(error).__name__}: {error}"[:4000]
+        await self.pool_provider().execute(
+            f"INSERT INTO {quote_ident(self.schema)}.dead_letters"
+            ' (id, topic, partition, "offset", key, payload, headers, error_type, error)'
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+            letter_id,
+            topic,
+            partition,
+            offset,
+            key,
+            msg.body,
+            headers,
+            type(error).__name__,
+            reason,
+        )
+        dlq_headers = {
+            **headers,
+            "x-dead-letter-id": str(letter_id),
+            "x-dead-letter-worker": self.worker,
+            "x-original-topic": topic,
+            "x-original-partition": str(partition),
+            "x-original-offset": str(offset),
+            "x-error-type": type(error).__name__,
+            "x-error": reason[:1000],
+        }
+        await self.broker.publish(msg.body, topic=self.topic, key=raw.key, headers=dlq_headers)
+        log.error("event dead-lettered", reason=reason, dead_letter_id=str(letter_id))
+        if self.on_dead_letter is not None:
+            await self.on_dead_letter(envelope_of(msg.body), reason)
+
+
+class EventMiddleware(BaseMiddleware):
+    """Tracing, log context, retry and dead-lettering around every consumed event."""
+
+    _outage_streak: dict[str, int] = {}
+
+    def __init__(
+        self,
+        msg: Any,
+        /,
+        *,
+        context: Any,
+        worker: str,
+        attempts: int,
+        dead_letters: DeadLetters,
+    ) -> None:
+        super().__init__(msg, context=context)
+        self.worker = worker
+        self.attempts = attempts
+        self.dead_letters = dead_letters
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        raw = msg.raw_message
+        envelope = envelope_of(msg.body)
+        headers = {
+            k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers.items()
+        }
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": raw.topic,
+            "messaging.kafka.message.offset": raw.offset,
+            "messaging.kafka.destination.partition": raw.partition,
+            "cloudevents.event_id": str(envelope.get("id", "")),
+            "cloudevents.event_type": str(envelope.get("type", "")),
+            "tenancy.id": str(envelope.get("subject", "")),
+        }
+        with (
+            continued_from(headers),
+            tracer().start_as_current_span(
+                f"{self.worker} consume {raw.topic}", kind=SpanKind.CONSUMER, attributes=attributes
+            ) as span,
+            structlog.contextvars.bound_contextvars(
+                tenancy_id=envelope.get("subject"),
+                event_id=envelope.get("id"),
+                event_type=envelope.get("type"),
+                trace_id=current_trace_id(),
+            ),
+        ):
+            return await self._consume(call_next, msg, span)
+
+    async def _consume(self, call_next: Any, msg: StreamMessage[Any], span: trace.Span) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await call_next(msg)
+                self._outage_streak[self.worker] = 0
+                return result
+            except OUTAGE_ERRORS as error:
+                streak = self._outage_streak.get(self.worker, 0) + 1
+                self._outage_streak[self.worker] = streak
+                delay = min(0.2 * 2**streak, 10.0)
+                log.warning("outage; event will be redelivered", error=str(error), retry_in=delay)
+                span.set_status(Status(StatusCode.ERROR, "outage"))
+                await asyncio.sleep(delay)
+                raise
+            except Exception as error:
+                if attempt < self.attempts and not isinstance(error, PERMANENT_ERRORS):
+                    log.warning("handler failed; retrying", error=str(error), attempt=attempt)
+                    await asyncio.sleep(0.1 * attempt)
+                    continue
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
+                await self.dead_letters.record(msg, error)
+                return None
+
+
+def event_middleware(worker: str, attempts: int, dead_letters: DeadLetters) -> Any:
+    return partial(EventMiddleware, worker=worker, attempts=attempts, dead_letters=dead_letters)

@@ -1,0 +1,144 @@
+"""The unit of work every handler runs in: inbox claim, effects and outgoing events commit together.
+
+- *Inbox*: the consumed event's id is inserted into ``processed_events`` in the same transaction
+  as its effects, so a duplicate or redelivered event is recognised and changes nothing.
+- *Outbox*: events a handler emits are written to ``outbox`` in that transaction too, then
+  published once it has committed. If the process dies in between, the relay publishes them later;
+  a consumer may therefore see an event twice, which its own inbox absorbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.db import Connection, Pool
+from shared.events import CloudEvent
+from shared.failpoints import failpoint
+from shared.identifiers import quote_ident
+from shared.logging import get_logger
+from shared.tracing import current_headers
+
+log = get_logger(__name__)
+
+
+class Publish(Protocol):
+    async def __call__(
+        self, payload: dict[str, Any], *, topic: str, key: str, headers: dict[str, str]
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: uuid.UUID
+    topic: str
+    key: str
+    payload: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Transaction:
+    conn: Connection
+    topic_prefix: str = ""
+    duplicate: bool = False
+    emitted: list[OutboxRow] = field(default_factory=list)
+
+    def emit(self, event: CloudEvent) -> None:
+        self.emitted.append(
+            OutboxRow(
+                id=event.id,
+                topic=self.topic_prefix + event.topic.value,
+                key=event.subject,
+                payload=event.model_dump(mode="json"),
+                headers={"content-type": "application/json", **current_headers()},
+            )
+        )
+
+
+class UnitOfWork:
+    def __init__(self, pool: Pool, schema: str, publish: Publish, topic_prefix: str = "") -> None:
+        self._pool = pool
+        self._schema = quote_ident(schema)
+        self._publish = publish
+        self._topic_prefix = topic_prefix
+        self.failpoint_prefix = schema
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
+    @asynccontextmanager
+    async def transaction(self, consuming: CloudEvent | None = None) -> AsyncIterator[Transaction]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            tx = Transaction(conn, self._topic_prefix)
+            if consuming is not None:
+                claimed = await conn.fetchval(
+                    f"INSERT INTO {self._schema}.processed_events (event_id, event_type)"
+                    " VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+                    consuming.id,
+                    consuming.type,
+                )
+                tx.duplicate = not claimed
+            yield tx
+            if tx.emitted:
+                await conn.executemany(
+                    f"INSERT INTO {self._schema}.outbox (id, topic, key, payload, headers)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                    [(r.id, r.topic, r.key, r.payload, r.headers) for r in tx.emitted],
+                )
+        failpoint(f"{self.failpoint_prefix}.after-commit")
+        await self.publish(tx.emitted)
+
+    async def publish(self, rows: list[OutboxRow]) -> None:
+        """Best effort: what cannot be published now stays in the outbox for the relay."""
+        sent: list[uuid.UUID] = []
+        try:
+            for row in rows:
+                await self._publish(row.payload, topic=row.topic, key=row.key, headers=row.headers)
+                sent.append(row.id)
+        except Exception as error:  # the relay retries; the effects are already durable
+            log.warning("outbox publish deferred", error=str(error), pending=len(rows) - len(sent))
+        if sent:
+            await self._pool.execute(
+                f"UPDATE {self._schema}.outbox SET published_at = now() WHERE id = ANY($1)", sent
+            )
+
+    async def relay_once(self, older_than_seconds: float, limit: int = 500) -> int:
+        """Publish outbox rows that no handler published (a crash, or the broker was down)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            records = await conn.fetch(
+                f"SELECT id, topic, key, payload, headers FROM {self._schema}.outbox"
+                " WHERE published_at IS NULL"
+                " AND created_at < clock_timestamp() - make_interval(secs => $1)"
+                " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                older_than_seconds,
+                limit,
+            )
+            for record in records:
+                await self._publish(
+                    record["payload"],
+                    topic=record["topic"],
+                    key=record["key"],
+                    headers=record["headers"],
+                )
+            if records:
+                await conn.execute(
+                    f"UPDATE {self._schema}.outbox SET published_at = now() WHERE id = ANY($1)",
+                    [r["id"] for r in records],
+                )
+        return len(records)
+
+    async def run_relay(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                sent = await self.relay_once(older_than_seconds=interval_seconds)
+                if sent:
+                    log.info("outbox relay published", count=sent)
+            except Exception as error:  # an outage: try again next round
+                log.warning("outbox relay failed", error=str(error))

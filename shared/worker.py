@@ -1,0 +1,168 @@
+"""How a worker process is put together: settings in, a FastStream application out.
+
+The application's lifespan opens and closes the resources (PostgreSQL pool, tracing, the
+outbox relay); subscribers are registered when the application is built, so the AsyncAPI
+document can be generated from the same code without connecting to anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+
+from shared import db
+from shared.events import Step, StepFailed, StepFailedData
+from shared.kafka_admin import ensure_topics
+from shared.logging import configure_logging, get_logger
+from shared.messaging import (
+    DeadLetterHook,
+    DeadLetters,
+    create_broker,
+    event_middleware,
+    publish_json,
+    subscriber_options,
+)
+from shared.outbox import UnitOfWork
+from shared.settings import CommonSettings
+from shared.topics import PARTITIONS, Topic, dead_letter_topic
+from shared.tracing import configure_tracing, shutdown_tracing
+
+log = get_logger(__name__)
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
+
+
+@dataclass
+class Worker:
+    """What a worker's handlers need at run time; opened by the application's lifespan."""
+
+    name: str
+    settings: CommonSettings
+    broker: KafkaBroker
+    # Resources a worker opens beyond the platform pool, closed when it stops.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _pool: db.Pool | None = None
+    _uow: UnitOfWork | None = None
+
+    @property
+    def pool(self) -> db.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name} worker is not started")
+        return self._pool
+
+    @property
+    def uow(self) -> UnitOfWork:
+        if self._uow is None:
+            raise RuntimeError(f"{self.name} worker is not started")
+        return self._uow
+
+    def topic(self, topic: Topic) -> str:
+        return self.settings.topic(topic.value)
+
+    def subscriber(self, topic: Topic, **overrides: Any) -> Callable[[Handler], Handler]:
+        """Subscribe a handler to one topic in this worker's consumer group for that topic."""
+        options = {**subscriber_options(self.settings, self.name, topic.value), **overrides}
+        decorator = self.broker.subscriber(self.topic(topic), **options)
+        return cast("Callable[[Handler], Handler]", decorator)
+
+
+def build_worker(
+    name: str,
+    settings: CommonSettings,
+    on_dead_letter: Callable[[Worker], DeadLetterHook] | None = None,
+) -> Worker:
+    broker = create_broker(settings, client_id=f"tenancy-{name}")
+    worker = Worker(name=name, settings=settings, broker=broker)
+    dlq = worker.topic(dead_letter_topic(name))
+    dead_letters = DeadLetters(
+        worker=name,
+        schema=name,
+        topic=dlq,
+        broker=broker,
+        pool_provider=lambda: worker.pool,
+    )
+    if on_dead_letter is not None:
+        dead_letters.on_dead_letter = on_dead_letter(worker)
+    broker.add_middleware(event_middleware(name, settings.handler_attempts, dead_letters))
+    return worker
+
+
+def create_app(worker: Worker, migrations_dir: Path | None) -> FastStream:
+    settings = worker.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with running(worker, migrations_dir):
+            yield
+
+    configure_logging(worker.name, settings.log_level, settings.log_format)
+    return FastStream(worker.broker, lifespan=lifespan, logger=None)
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker, migrations_dir: Path | None) -> AsyncIterator[Worker]:
+    """Open the worker's resources; used by the application and by in-process tests alike."""
+    settings = worker.settings
+    configure_tracing(worker.name, settings.otel_exporter_otlp_endpoint, settings.spans_file)
+    await db.ensure_database(settings.database_url)
+    pool = await db.create_pool(settings.database_url)
+    relay: asyncio.Task[None] | None = None
+    try:
+        await db.migrate(pool, worker.name, migrations_dir)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            [settings.topic(t.value) for t in Topic],
+            PARTITIONS,
+        )
+        worker._pool = pool
+        worker._uow = UnitOfWork(
+            pool,
+            worker.name,
+            lambda payload, **kw: publish_json(worker.broker, payload, **kw),
+            settings.topic_prefix,
+        )
+        relay = asyncio.create_task(worker.uow.run_relay(settings.outbox_sweep_seconds))
+        log.info("worker ready", worker=worker.name, broker=settings.kafka_bootstrap_servers)
+        yield worker
+    finally:
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+        for close in worker.closers:
+            await close()
+        await pool.close()
+        worker._pool = None
+        shutdown_tracing()
+
+
+def fail_step_on_dead_letter(step: Step) -> Callable[[Worker], DeadLetterHook]:
+    """A dead-lettered event of a tenancy fails that tenancy's step visibly, instead of leaving
+    it waiting for a result that will never come."""
+
+    def hook(worker: Worker) -> DeadLetterHook:
+        async def on_dead_letter(envelope: dict[str, Any], reason: str) -> None:
+            try:
+                tenancy_id = str(uuid.UUID(str(envelope.get("subject"))))
+            except ValueError:
+                return  # nothing identifies a tenancy: the dead letter alone tells the story
+            event = StepFailed.new(
+                # Derived from the dead event, so dead-lettering it again emits nothing new.
+                id=uuid.uuid5(uuid.NAMESPACE_URL, f"dead-letter:{step}:{envelope.get('id')}"),
+                source=f"tenancy/{worker.name}",
+                subject=tenancy_id,
+                data=StepFailedData(step=step, reason=f"dead-lettered: {reason}"[:2000]),
+            )
+            async with worker.uow.transaction() as tx:
+                tx.emit(event)
+
+        return on_dead_letter
+
+    return hook
