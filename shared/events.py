@@ -11,12 +11,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
 from shared.catalogue import ServiceManifest
 from shared.identifiers import GssCode, ServiceId, TenancyId
 from shared.topics import Topic
 
+HEX_COLOUR = r"^#[0-9A-Fa-f]{6}$"
 Step = Literal["isolation", "branding", "metering"]
 STEPS: tuple[Step, ...] = ("isolation", "branding", "metering")
 
@@ -55,15 +56,38 @@ class Contact(Contract):
 
 
 class Colours(Contract):
-    primary: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
-    secondary: str = Field(default="#FFFFFF", pattern=r"^#[0-9A-Fa-f]{6}$")
-    link: str = Field(default="#1D70B8", pattern=r"^#[0-9A-Fa-f]{6}$")
+    primary: str = Field(pattern=HEX_COLOUR)
+    secondary: str = Field(default="#FFFFFF", pattern=HEX_COLOUR)
+    link: str = Field(default="#1D70B8", pattern=HEX_COLOUR)
+
+
+class LogoRef(Contract):
+    """A claim check: the logo's bytes stay in the asset store, events carry only this."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    media_type: Literal["image/png", "image/svg+xml"]
+    size: int = Field(ge=1)
+
+
+class BrandContact(Contract):
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class FooterLink(Contract):
+    text: str = Field(min_length=1, max_length=100)
+    url: HttpUrl
 
 
 class Brand(Contract):
     name: str = Field(min_length=1, max_length=200)
-    colours: Colours
+    welsh_name: str | None = Field(default=None, max_length=200)
+    logo: LogoRef | None = None
     logo_alt: str | None = Field(default=None, max_length=300)
+    colours: Colours
+    domain: str | None = Field(default=None, max_length=253)
+    contact: BrandContact | None = None
+    footer_links: list[FooterLink] = Field(default_factory=list, max_length=20)
 
 
 class Council(Contract):
@@ -78,7 +102,7 @@ class Council(Contract):
 class OnboardingRequestedData(Contract):
     council: str = Field(description="GSS code as given; the onboarding worker validates it")
     service_id: str
-    contact: Contact
+    contact: Contact | None = None
     brand: Brand | None = None
 
 

@@ -32,6 +32,8 @@ class CommonSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     otel_exporter_otlp_endpoint: str | None = None
     spans_file: Path = STATE_DIR / "spans.jsonl"
+    # Content-addressed store for uploaded files (logos); events carry only references.
+    assets_dir: Path = STATE_DIR / "assets"
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
     # Attempts before an event that keeps failing for a reason other than an outage is

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -79,20 +80,20 @@ class PostgresAlreadyRunningError(PostgresError):
         )
 
 
+@dataclass(frozen=True)
 class _RunAs:
     """Credentials for the postgres child when we are root."""
 
-    def __init__(self, uid: int, gid: int) -> None:
-        self.uid = uid
-        self.gid = gid
+    uid: int
+    gid: int
 
 
 class EmbeddedPostgres:
     """A PostgreSQL server listening on 127.0.0.1, owned by this process.
 
     ``port=None`` picks a free port; a given port is a preference unless
-    ``strict_port`` is set. ``durable=False`` turns off fsync, which is what
-    tests want and what no data you care about should see.
+    ``strict_port`` is set. ``durable=False`` turns fsync off: much faster, fine
+    for tests, but an OS crash or power loss can then corrupt the cluster.
     """
 
     ready_timeout: float = 30.0
@@ -107,7 +108,6 @@ class EmbeddedPostgres:
     ) -> None:
         self._data_dir = Path(data_dir).absolute()
         self._durable = durable
-        self._strict_port = strict_port
         self._port_fixed = port is not None and strict_port
         self._port = port if self._port_fixed and port is not None else free_port(port)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -208,9 +208,9 @@ class EmbeddedPostgres:
             return
         _grant_traverse(self._data_dir.parent, run_as)
         if not initialised:
-            # A directory root created (ours or the caller's) must belong to the
-            # server account before initdb can populate it. An initialised one is
-            # left alone so a wrong owner surfaces as postgres' own clear error.
+            # A fresh directory made by root (us or the caller) must belong to the
+            # server account before initdb can fill it. An initialised one is left
+            # alone, so a wrong owner surfaces as postgres' own clear error.
             os.chown(self._data_dir, run_as.uid, run_as.gid)
 
     def _initdb_if_needed(self, run_as: _RunAs | None) -> None:
@@ -450,8 +450,8 @@ def _grant_traverse(path: Path, run_as: _RunAs) -> None:
     """Make every directory from / down to ``path`` searchable by the server account.
 
     Only the missing search (x) bit is added, never read or write: that lets the
-    account reach its own directories without being able to list ours. This is needed e.g.
-    for pytest's /tmp/pytest-of-root, created 0700.
+    account reach its own directories without being able to list ours. Needed
+    e.g. for pytest's /tmp/pytest-of-root and for tempfile.mkdtemp(), both 0700.
     """
     for directory in [*reversed(path.parents), path]:
         st = directory.stat()

@@ -55,7 +55,7 @@ async def accept_request(
     *,
     council_code: str,
     service_id: str,
-    contact: Contact,
+    contact: Contact | None,
     brand: Brand | None,
     source: str,
 ) -> str:
@@ -73,7 +73,7 @@ async def accept_request(
         council.gss,
         council.name,
         manifest.id,
-        contact.model_dump(mode="json"),
+        contact.model_dump(mode="json") if contact else {},
         brand.model_dump(mode="json") if brand else None,
     )
     data = OnboardingRequestedData(
@@ -100,7 +100,7 @@ async def register_tenancy(
             request.council,
             request.council,
             request.service_id,
-            request.contact.model_dump(mode="json"),
+            request.contact.model_dump(mode="json") if request.contact else {},
             None,
         )
         tenancy = await tenancies.lock(event.subject)
@@ -114,7 +114,7 @@ async def register_tenancy(
         council.gss,
         council.name,
         manifest.id,
-        request.contact.model_dump(mode="json"),
+        request.contact.model_dump(mode="json") if request.contact else {},
         request.brand.model_dump(mode="json") if request.brand else None,
     )
     tenancy = await tenancies.lock(event.subject)

@@ -113,3 +113,16 @@ def test_otel_endpoint_is_not_passed_to_the_broker(
         pid = server.pid()
         assert pid is not None
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in psutil.Process(pid).environ()
+
+
+def test_interrupted_start_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    server = EmbeddedBroker(tmp_path / "interrupted")
+    monkeypatch.setattr(server, "_wait_ready", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    assert not server.is_running()  # and the autouse fixture checks nothing leaked

@@ -171,3 +171,16 @@ def test_startup_failure_shows_log_tail(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="shared_buffers"):
         server.start()
     assert not server.is_running()
+
+
+def test_interrupted_start_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    server = EmbeddedPostgres(tmp_path / "interrupted", durable=False)
+    monkeypatch.setattr(server, "_wait_ready", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    assert not server.is_running()  # and the autouse fixture checks nothing leaked

@@ -1,0 +1,251 @@
+"""``tenancy``: the operator's command line. It only records requests, publishes events and
+reads state; the workers do the work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cli.context import Unreachable, database, onboarding_unit_of_work
+from cli.settings import CliSettings
+from services.branding.brand_file import BrandFileError, load_brand_file
+from services.onboarding.councils import CouncilRegister, ReferenceDataMissing
+from services.onboarding.repository import CatalogueRepository, TenancyRepository
+from services.onboarding.service import RequestRefused, accept_request
+from shared.assets import AssetStore
+from shared.catalogue import ManifestError, load_catalogue
+from shared.events import Contact
+from shared.logging import configure_logging
+from shared.tracing import configure_tracing, shutdown_tracing, tracer
+
+app = typer.Typer(help="Provision UK councils into shared digital services.", no_args_is_help=True)
+services_app = typer.Typer(help="The catalogue of shared services.", invoke_without_command=True)
+app.add_typer(services_app, name="services")
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TERMINAL_STATES = {"active", "failed", "offboarded"}
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def settings() -> CliSettings:
+    configure_logging("cli", "WARNING", "console")
+    return CliSettings()
+
+
+def run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except Unreachable as error:
+        raise fail(str(error)) from None
+
+
+@services_app.callback()
+def services(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List the shared services councils can join."""
+    if ctx.invoked_subcommand is not None:
+        return
+    config = settings()
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with database(config) as pool, pool.acquire() as conn:
+            return [m.model_dump(mode="json") for m in await CatalogueRepository(conn).list()]
+
+    manifests = run(fetch())
+    if as_json:
+        print(json.dumps(manifests, indent=2))
+        return
+    table = Table("id", "name", "owner", "governance", "isolation", "meters", title="Services")
+    for m in manifests:
+        meters = ", ".join(meter["key"] for meter in m["meters"])
+        row = (m["id"], m["name"], m["owner_council"], m["governance"], m["isolation"], meters)
+        table.add_row(*row)
+    out.print(table)
+
+
+@services_app.command("load")
+def services_load(
+    path: Annotated[Path, typer.Argument(help="A manifest YAML file or a folder of them.")],
+) -> None:
+    """Add or update services in the catalogue from their manifests."""
+    config = settings()
+    try:
+        manifests = load_catalogue(path)
+    except ManifestError as error:
+        err.print(f"[bold red]invalid manifest[/] {error.path}:")
+        for problem in error.problems:
+            err.print(f"  - {problem}", highlight=False)
+        raise typer.Exit(1) from None
+
+    async def store() -> None:
+        async with database(config) as pool, pool.acquire() as conn:
+            for manifest in manifests:
+                await CatalogueRepository(conn).upsert(manifest)
+
+    run(store())
+    for manifest in manifests:
+        out.print(f"loaded [bold]{manifest.id}[/] ({manifest.name})")
+
+
+@app.command()
+def onboard(
+    council: Annotated[str, typer.Option(help="The council's GSS code, e.g. E09000012.")],
+    service: Annotated[str, typer.Option(help="The id of a service in the catalogue.")],
+    brand_file: Annotated[
+        Path | None, typer.Option("--brand-file", help="The council's brand as YAML.")
+    ] = None,
+    contact_name: Annotated[str | None, typer.Option(help="Who to contact.")] = None,
+    contact_email: Annotated[str | None, typer.Option(help="Their email address.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ask for a council to join a shared service; prints the new tenancy id."""
+    config = settings()
+    try:
+        register = CouncilRegister.from_csv(config.councils_csv)
+    except ReferenceDataMissing as missing:
+        raise fail(str(missing)) from None
+    contact = None
+    if contact_name or contact_email:
+        try:
+            contact = Contact(name=contact_name or contact_email or "", email=contact_email or "")
+        except ValidationError as error:
+            raise fail(f"contact: {error.errors()[0]['msg']}") from None
+    brand = None
+    if brand_file is not None:
+        try:
+            brand = load_brand_file(brand_file, AssetStore(config.assets_dir))
+        except BrandFileError as error:
+            err.print(f"[bold red]brand file refused[/] {error.path}:")
+            for problem in error.problems:
+                err.print(f"  - {problem}", highlight=False)
+            raise typer.Exit(1) from None
+
+    async def submit() -> str:
+        configure_tracing("cli", config.otel_exporter_otlp_endpoint, config.spans_file)
+        try:
+            with tracer().start_as_current_span(
+                "tenancy onboard", attributes={"council": council, "service": service}
+            ) as span:
+                async with (
+                    database(config) as pool,
+                    onboarding_unit_of_work(config, pool) as uow,
+                    uow.transaction() as tx,
+                ):
+                    tenancy_id = await accept_request(
+                        tx,
+                        register,
+                        council_code=council,
+                        service_id=service,
+                        contact=contact,
+                        brand=brand,
+                        source="tenancy/cli",
+                    )
+                    span.set_attribute("tenancy.id", tenancy_id)
+                return tenancy_id
+        finally:
+            shutdown_tracing()
+
+    try:
+        tenancy_id = run(submit())
+    except RequestRefused as refusal:
+        if as_json:
+            print(json.dumps({"error": str(refusal)}))
+        raise fail(f"request refused: {refusal}") from None
+    if as_json:
+        print(json.dumps({"id": tenancy_id, "state": "requested"}))
+    else:
+        out.print(f"accepted: tenancy [bold]{tenancy_id}[/]")
+        out.print(f"follow it with: tenancy status {tenancy_id} --wait 30")
+
+
+@app.command()
+def status(
+    tenancy_id: Annotated[str, typer.Argument(help="The tenancy id printed by onboard.")],
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the tenancy to finish provisioning.")
+    ] = 0.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a tenancy's state and each provisioning step with its time."""
+    try:
+        tenancy_id = str(uuid.UUID(tenancy_id))
+    except ValueError:
+        raise fail(f"tenancy id: {tenancy_id!r} is not a tenancy id (a UUID)") from None
+    config = settings()
+
+    async def fetch() -> dict[str, Any] | None:
+        deadline = time.monotonic() + wait
+        async with database(config) as pool:
+            while True:
+                async with pool.acquire() as conn:
+                    found = await TenancyRepository(conn).status(tenancy_id)
+                done = found is None or found["state"] in TERMINAL_STATES
+                if done or time.monotonic() >= deadline:
+                    return found
+                await asyncio.sleep(0.1)
+
+    found = run(fetch())
+    if found is None:
+        raise fail(f"no tenancy {tenancy_id}")
+    if as_json:
+        print(json.dumps(found, indent=2))
+    else:
+        print_status(found)
+    if found["state"] == "failed":
+        raise typer.Exit(3)
+
+
+def print_status(found: dict[str, Any]) -> None:
+    colour = {"active": "green", "failed": "red"}.get(found["state"], "yellow")
+    out.print(
+        f"tenancy [bold]{found['id']}[/]: {found['council_name']} ({found['council']}) in "
+        f"[bold]{found['service']}[/] is [bold {colour}]{found['state']}[/]"
+    )
+    if found["reason"]:
+        out.print(f"  failed at {found['failed_step']}: {found['reason']}", highlight=False)
+    table = Table("step", "status", "at")
+    table.add_row("requested", "done", found["requested_at"])
+    if found["registered_at"]:
+        table.add_row("registered", "done", found["registered_at"])
+    for step in found["steps"]:
+        table.add_row(step["step"], step["status"], step["at"])
+    if found["active_at"]:
+        table.add_row("active", "done", found["active_at"])
+    out.print(table)
+
+
+@app.command()
+def asyncapi(
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file (.json or .yaml).")
+    ] = None,
+) -> None:
+    """Write the AsyncAPI document generated from the four workers."""
+    from shared.asyncapi import document
+
+    spec = document()
+    text = spec.to_yaml() if output and output.suffix in {".yaml", ".yml"} else spec.to_json()
+    if output is None:
+        sys.stdout.write(text + "\n")
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    app()

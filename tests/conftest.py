@@ -1,0 +1,73 @@
+"""Session-wide servers: one PostgreSQL and one Kafka-compatible broker for the whole run,
+started on free ports in temporary folders. Tests keep apart through fresh databases, topic
+prefixes and tenancy ids (see ``tests.harness.Slice``).
+
+``TENANCY_TEST_BACKEND=docker`` uses testcontainers' Kafka and PostgreSQL instead of the
+embedded ones, for a run against Apache Kafka itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shared import db
+from tests.harness import Client, Slice, in_process_workers, load_example_catalogue
+
+
+@dataclass
+class Servers:
+    postgres_dsn: str
+    bootstrap: str
+    broker: object | None = None  # EmbeddedBroker when embedded, for restart tests
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    if os.environ.get("TENANCY_TEST_BACKEND") == "docker":
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16") as pg, KafkaContainer() as kafka:
+            dsn = pg.get_connection_url().replace("postgresql+psycopg2", "postgresql")
+            yield Servers(dsn, kafka.get_bootstrap_server())
+        return
+
+    from stack.broker import EmbeddedBroker
+    from stack.postgres import EmbeddedPostgres
+
+    root = tmp_path_factory.mktemp("servers")
+    with (
+        EmbeddedPostgres(root / "pgdata", durable=False) as postgres,
+        EmbeddedBroker(root / "broker") as broker,
+    ):
+        yield Servers(postgres.dsn("postgres"), broker.bootstrap_servers, broker)
+
+
+def new_slice(servers: Servers, root: Path) -> Slice:
+    root.mkdir(parents=True, exist_ok=True)
+    return Slice(servers.postgres_dsn, servers.bootstrap, root)
+
+
+@pytest.fixture(scope="session")
+async def platform_slice(
+    servers: Servers, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Slice]:
+    slice_ = new_slice(servers, tmp_path_factory.mktemp("platform"))
+    await db.ensure_database(slice_.database_url)
+    yield slice_
+
+
+@pytest.fixture(scope="session")
+async def platform(platform_slice: Slice) -> AsyncIterator[Client]:
+    """The four workers running in-process on their own slice, with the example catalogue."""
+    async with in_process_workers(platform_slice) as workers:
+        pool = workers["onboarding"].pool
+        await load_example_catalogue(pool, [Path(__file__).parent / "manifests"])
+        async with Client(platform_slice, pool) as client:
+            client.workers = workers  # type: ignore[attr-defined]
+            yield client

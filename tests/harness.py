@@ -1,0 +1,263 @@
+"""Test plumbing: settings for an isolated slice of the shared test servers, in-process
+workers, worker subprocesses, and waits that ask the system rather than sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.onboarding.councils import CouncilRegister
+from services.onboarding.repository import CatalogueRepository, TenancyRepository
+from services.onboarding.service import accept_request
+from shared import db
+from shared.catalogue import load_catalogue
+from shared.events import Brand, Contact
+from shared.messaging import create_broker, publish_json
+from shared.outbox import UnitOfWork
+from shared.settings import DEFAULT_COUNCILS_CSV, REPO_ROOT
+from shared.topics import Topic
+from shared.worker import Worker, running
+
+WORKERS = ("onboarding", "isolation", "branding", "metering")
+CATALOGUE = REPO_ROOT / "catalogue"
+
+
+@dataclass
+class Slice:
+    """One isolated Tenancy deployment on the shared test servers: its own database,
+    topic prefix and state folder."""
+
+    server_dsn: str
+    bootstrap: str
+    root: Path
+    name: str = field(default_factory=lambda: "t" + uuid.uuid4().hex[:10])
+
+    @property
+    def database_url(self) -> str:
+        return db.with_database(self.server_dsn, self.name)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}."
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "DATABASE_URL": self.database_url,
+            "TOPIC_PREFIX": self.prefix,
+            "KAFKA_SESSION_TIMEOUT_MS": "2000",
+            "SPANS_FILE": str(self.root / "spans.jsonl"),
+            "ASSETS_DIR": str(self.root / "assets"),
+            "COUNCILS_CSV": str(DEFAULT_COUNCILS_CSV),
+            "OUTBOX_SWEEP_SECONDS": "0.5",
+            "LOG_LEVEL": "INFO",
+        }
+
+    def settings(self, cls: type[Any]) -> Any:
+        values = {key.lower(): value for key, value in self.env().items()}
+        return cls(_env_file=None, **values)
+
+    def topic(self, topic: Topic) -> str:
+        return self.prefix + topic.value
+
+
+async def load_example_catalogue(pool: db.Pool, extra: list[Path] = ()) -> None:  # type: ignore[assignment]
+    async with pool.acquire() as conn:
+        for manifest in load_catalogue(CATALOGUE) + [m for p in extra for m in load_catalogue(p)]:
+            await CatalogueRepository(conn).upsert(manifest)
+
+
+@contextlib.asynccontextmanager
+async def in_process_workers(slice_: Slice) -> AsyncIterator[dict[str, Worker]]:
+    from services.branding import app as branding
+    from services.branding.settings import BrandingSettings
+    from services.isolation import app as isolation
+    from services.isolation.settings import IsolationSettings
+    from services.metering import app as metering
+    from services.metering.settings import MeteringSettings
+    from services.onboarding import app as onboarding
+    from services.onboarding.settings import OnboardingSettings
+
+    modules = {
+        "onboarding": (onboarding, OnboardingSettings),
+        "isolation": (isolation, IsolationSettings),
+        "branding": (branding, BrandingSettings),
+        "metering": (metering, MeteringSettings),
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        workers: dict[str, Worker] = {}
+        for name, (module, settings_cls) in modules.items():
+            worker = module.build(slice_.settings(settings_cls))
+            await stack.enter_async_context(running(worker, module.MIGRATIONS))
+            workers[name] = worker
+        await asyncio.gather(*(w.broker.start() for w in workers.values()))
+        for worker in workers.values():
+            stack.push_async_callback(worker.broker.stop)
+        yield workers
+
+
+class Client:
+    """What an operator does through the CLI, done in-process against a slice."""
+
+    def __init__(self, slice_: Slice, pool: db.Pool) -> None:
+        self.slice = slice_
+        self.pool = pool
+        self.councils = CouncilRegister.from_csv(DEFAULT_COUNCILS_CSV)
+        self.broker = create_broker(slice_.settings(_cli_settings()), client_id="tests")
+
+    async def __aenter__(self) -> Client:
+        await self.broker.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.broker.stop()
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(
+            self.pool,
+            "onboarding",
+            lambda payload, **kw: publish_json(self.broker, payload, **kw),
+            self.slice.prefix,
+        )
+
+    async def onboard(
+        self, council: str, service: str = "bin-collections", brand: Brand | None = None
+    ) -> str:
+        async with self.uow().transaction() as tx:
+            return await accept_request(
+                tx,
+                self.councils,
+                council_code=council,
+                service_id=service,
+                contact=Contact(name="Test operator", email="operator@example.gov.uk"),
+                brand=brand,
+                source="tests",
+            )
+
+    async def status(self, tenancy_id: str) -> dict[str, Any] | None:
+        async with self.pool.acquire() as conn:
+            return await TenancyRepository(conn).status(tenancy_id)
+
+    async def wait_for(
+        self,
+        tenancy_id: str,
+        states: set[str] = {"active", "failed"},
+        timeout: float = 30.0,  # noqa: B006
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.status(tenancy_id)
+            if found is not None and found["state"] in states:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tenancy {tenancy_id} did not reach {states}: {found}")
+            await asyncio.sleep(0.05)
+
+    async def publish_raw(self, topic: Topic, value: bytes, key: str = "poison") -> None:
+        await self.broker.publish(
+            value,
+            topic=self.slice.topic(topic),
+            key=key.encode(),
+            headers={"content-type": "application/json"},
+        )
+
+
+def _cli_settings() -> type[Any]:
+    from cli.settings import CliSettings
+
+    return CliSettings
+
+
+async def drained(slice_: Slice, timeout: float = 20.0) -> None:
+    """Wait until every consumer group of the slice has committed up to the end of its topic:
+    every event published so far has been handled (and its effects are durable)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=slice_.bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=slice_.bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = []
+            groups = [g[0] for g in await admin.list_consumer_groups()]
+            for group in groups:
+                if not group.startswith(f"{slice_.prefix}tenancy-"):
+                    continue
+                topic = group.split(".", 1)[1].split(".", 1)[1]
+                topic_name = slice_.prefix + topic
+                partitions = consumer.partitions_for_topic(topic_name) or set()
+                tps = [TopicPartition(topic_name, p) for p in partitions]
+                ends = await consumer.end_offsets(tps)
+                committed = await admin.list_consumer_group_offsets(group)
+                for tp in tps:
+                    done = committed.get(tp)
+                    if ends[tp] > 0 and (done is None or done.offset < ends[tp]):
+                        behind.append(
+                            (group, tp.partition, done.offset if done else None, ends[tp])
+                        )
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"consumers still behind: {behind}")
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+class WorkerProcess:
+    """A worker as a real process, for tests that kill one."""
+
+    def __init__(self, name: str, slice_: Slice, extra_env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.slice = slice_
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = slice_.root / f"{name}.log"
+
+    def start(self, **extra_env: str) -> None:
+        env = {**os.environ, **self.slice.env(), **self.extra_env, **extra_env}
+        env.pop("TENANCY_FAILPOINTS", None) if "TENANCY_FAILPOINTS" not in {
+            **self.extra_env,
+            **extra_env,
+        } else None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
