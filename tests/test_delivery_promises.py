@@ -1,0 +1,167 @@
+"""Promises 2 and 3 on the real broker: duplicates change nothing; poison events are
+dead-lettered with their error while the worker carries on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.identifiers import tenant_object_name
+from shared.topics import Topic
+from tests.harness import WORKERS, Client, drained
+
+SCHEMAS = WORKERS
+
+
+async def effects_of(platform: Client, tenancy_id: str) -> dict[str, object]:
+    pool = platform.pool
+    counts: dict[str, object] = {}
+    for schema in SCHEMAS:
+        counts[f"{schema}.outbox"] = await pool.fetchval(
+            f"SELECT count(*) FROM {schema}.outbox WHERE key = $1", tenancy_id
+        )
+    counts["tenancy"] = dict(
+        await pool.fetchrow(
+            "SELECT state, registered_at, active_at, updated_at FROM onboarding.tenancies"
+            " WHERE id = $1",
+            tenancy_id,
+        )
+    )
+    counts["steps"] = [
+        dict(r)
+        for r in await pool.fetch(
+            "SELECT step, status, updated_at FROM onboarding.tenancy_steps WHERE tenancy_id = $1"
+            " ORDER BY step",
+            tenancy_id,
+        )
+    ]
+    counts["brand_versions"] = await pool.fetchval(
+        "SELECT count(*) FROM branding.brand_versions WHERE tenancy_id = $1", tenancy_id
+    )
+    counts["meters"] = await pool.fetchval(
+        "SELECT count(*) FROM metering.meters WHERE tenancy_id = $1", tenancy_id
+    )
+    counts["roles"] = await pool.fetchval(
+        "SELECT count(*) FROM pg_roles WHERE rolname = $1", tenant_object_name(tenancy_id)
+    )
+    return counts
+
+
+async def test_every_event_delivered_twice_changes_nothing(platform: Client) -> None:
+    tenancy_id = await platform.onboard("E09000007")  # Camden
+    assert (await platform.wait_for(tenancy_id))["state"] == "active"
+    await drained(platform.slice)
+    before = await effects_of(platform, tenancy_id)
+
+    events = []
+    for schema in SCHEMAS:
+        events += await platform.pool.fetch(
+            f"SELECT topic, key, payload, headers FROM {schema}.outbox WHERE key = $1",
+            tenancy_id,
+        )
+    published_types = {e["payload"]["type"].split(".")[-2] for e in events}
+    assert published_types >= {
+        "requested",
+        "registered",
+        "ready",
+        "applied",
+        "enabled",
+        "provisioned",
+    }
+    for _ in range(2):
+        for event in events:
+            await platform.broker.publish(
+                event["payload"],
+                topic=event["topic"],
+                key=event["key"].encode(),
+                headers=event["headers"],
+            )
+    await drained(platform.slice)
+
+    assert await effects_of(platform, tenancy_id) == before
+    assert before["brand_versions"] == 1
+    assert before["roles"] == 1
+
+
+async def dead_letters(platform: Client, schema: str, key: str) -> list[dict[str, object]]:
+    rows = await platform.pool.fetch(
+        f"SELECT topic, error_type, error, payload FROM {schema}.dead_letters WHERE key = $1",
+        key,
+    )
+    return [dict(r) for r in rows]
+
+
+async def test_malformed_and_invalid_events_are_dead_lettered_and_workers_go_on(
+    platform: Client,
+) -> None:
+    key = f"poison-{uuid.uuid4()}"
+    await platform.publish_raw(Topic.TENANCY_REGISTERED, b"{not json", key=key)
+    await platform.publish_raw(
+        Topic.TENANCY_REGISTERED,
+        json.dumps({"specversion": "1.0", "type": "wrong", "data": {}}).encode(),
+        key=key,
+    )
+    await platform.publish_raw(Topic.ONBOARDING_REQUESTED, b"\xff\xfe binary", key=key)
+    await drained(platform.slice)
+
+    for schema in ("isolation", "branding", "metering"):
+        letters = await dead_letters(platform, schema, key)
+        assert len(letters) == 2, (schema, letters)
+        assert {letter["error_type"] for letter in letters} == {
+            "JSONDecodeError",
+            "ValidationError",
+        }
+        invalid = next(x for x in letters if x["error_type"] == "ValidationError")
+        assert "event.data.service: Field required" in str(invalid["error"])
+    assert len(await dead_letters(platform, "onboarding", key)) == 1
+
+    # The Kafka dead-letter topic carries the original bytes and the error.
+    consumer = AIOKafkaConsumer(
+        platform.slice.topic(Topic.DLQ_ISOLATION),
+        bootstrap_servers=platform.slice.bootstrap,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=3000)
+        records = [r for rs in batches.values() for r in rs if r.key == key.encode()]
+    finally:
+        await consumer.stop()
+    assert b"{not json" in [r.value for r in records]
+    headers = dict(next(r for r in records if r.value == b"{not json").headers)
+    assert headers["x-error-type"] == b"JSONDecodeError"
+    assert headers["x-original-topic"] == platform.slice.topic(Topic.TENANCY_REGISTERED).encode()
+
+    # ...and the workers carry on.
+    tenancy_id = await platform.onboard("E09000019")  # Islington
+    assert (await platform.wait_for(tenancy_id))["state"] == "active"
+
+
+async def test_dead_lettered_event_of_a_tenancy_fails_it_visibly(platform: Client) -> None:
+    tenancy_id = await platform.onboard("E09000020")  # Kensington and Chelsea
+    await platform.wait_for(tenancy_id)
+    # A well-formed envelope for another (made-up) tenancy whose data breaks the contract.
+    stranger = str(uuid.uuid4())
+    async with platform.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO onboarding.tenancies (id, council_gss, council_name, service_id, state,"
+            " contact) VALUES ($1, 'E09000021', 'Kingston', 'bin-collections', 'registered', '{}')",
+            stranger,
+        )
+    bad = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "tests",
+        "type": Topic.TENANCY_REGISTERED.event_type,
+        "subject": stranger,
+        "time": "2026-11-22T12:00:00Z",
+        "data": {"council": "nope"},
+    }
+    await platform.publish_raw(Topic.TENANCY_REGISTERED, json.dumps(bad).encode(), key=stranger)
+
+    found = await platform.wait_for(stranger, {"failed"})
+
+    assert found["reason"].startswith("dead-lettered: ValidationError")
+    assert found["failed_step"] in {"isolation", "branding", "metering"}
