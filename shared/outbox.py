@@ -16,12 +16,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opentelemetry.trace import SpanKind
+
 from shared.db import Connection, Pool
 from shared.events import CloudEvent
 from shared.failpoints import failpoint
 from shared.identifiers import quote_ident
 from shared.logging import get_logger
-from shared.tracing import current_headers
+from shared.tracing import continued_from, current_headers, tracer
 
 log = get_logger(__name__)
 
@@ -120,12 +122,21 @@ class UnitOfWork:
                 limit,
             )
             for record in records:
-                await self._publish(
-                    record["payload"],
-                    topic=record["topic"],
-                    key=record["key"],
-                    headers=record["headers"],
-                )
+                # Continue the trace the event was emitted in, so a late publish shows up there.
+                with (
+                    continued_from(record["headers"]),
+                    tracer().start_as_current_span(
+                        f"outbox relay publish {record['topic']}",
+                        kind=SpanKind.PRODUCER,
+                        attributes={"tenancy.id": record["key"]},
+                    ),
+                ):
+                    await self._publish(
+                        record["payload"],
+                        topic=record["topic"],
+                        key=record["key"],
+                        headers=record["headers"],
+                    )
             if records:
                 await conn.execute(
                     f"UPDATE {self._schema}.outbox SET published_at = now() WHERE id = ANY($1)",

@@ -54,12 +54,10 @@ def new_slice(servers: Servers, root: Path) -> Slice:
 
 
 @pytest.fixture(scope="session")
-async def platform_slice(
-    servers: Servers, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Slice]:
+async def platform_slice(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Slice:
     slice_ = new_slice(servers, tmp_path_factory.mktemp("platform"))
     await db.ensure_database(slice_.database_url)
-    yield slice_
+    return slice_
 
 
 @pytest.fixture(scope="session")

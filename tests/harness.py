@@ -154,7 +154,7 @@ class Client:
     async def wait_for(
         self,
         tenancy_id: str,
-        states: set[str] = {"active", "failed"},
+        states: frozenset[str] = frozenset({"active", "failed"}),
         timeout: float = 30.0,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -266,6 +266,15 @@ class WorkerProcess:
     def wait_exit(self, timeout: float) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
+
+    def wait_ready(self, wait_seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + wait_seconds
+        while "worker ready" not in self.output():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited early:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not ready:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

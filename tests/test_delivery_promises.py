@@ -161,7 +161,7 @@ async def test_dead_lettered_event_of_a_tenancy_fails_it_visibly(platform: Clien
     }
     await platform.publish_raw(Topic.TENANCY_REGISTERED, json.dumps(bad).encode(), key=stranger)
 
-    found = await platform.wait_for(stranger, {"failed"})
+    found = await platform.wait_for(stranger, frozenset({"failed"}))
 
     assert found["reason"].startswith("dead-lettered: ValidationError")
     assert found["failed_step"] in {"isolation", "branding", "metering"}

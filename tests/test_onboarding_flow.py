@@ -84,7 +84,8 @@ async def test_failing_service_sql_fails_the_tenancy_visibly(platform: Client) -
 
     assert found["state"] == "failed"
     assert found["failed_step"] == "isolation"
-    assert "migration 2" in found["reason"] and "no_such_table" in found["reason"]
+    assert "migration 2" in found["reason"]
+    assert "no_such_table" in found["reason"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,122 @@
+"""Promise 1 and 2 with real processes: a worker killed mid-flight and started again still
+brings the tenancy to ``active``, with exactly one schema and one role, in one trace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import db
+from shared.identifiers import service_database_name, tenant_object_name
+from tests.conftest import Servers, new_slice
+from tests.harness import (
+    WORKERS,
+    Client,
+    Slice,
+    WorkerProcess,
+    drained,
+    load_example_catalogue,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def crash_slice(servers: Servers, tmp_path: Path) -> Slice:
+    slice_ = new_slice(servers, tmp_path)
+    await db.ensure_database(slice_.database_url)
+    return slice_
+
+
+@pytest.fixture
+def processes(crash_slice: Slice) -> Iterator[dict[str, WorkerProcess]]:
+    procs = {name: WorkerProcess(name, crash_slice) for name in WORKERS}
+    yield procs
+    for proc in procs.values():
+        proc.stop()
+
+
+@pytest.fixture
+async def client(crash_slice: Slice) -> AsyncIterator[Client]:
+    pool = await db.create_pool(crash_slice.database_url, max_size=4)
+    try:
+        async with Client(crash_slice, pool) as client:
+            yield client
+    finally:
+        await pool.close()
+
+
+async def start_all(
+    processes: dict[str, WorkerProcess], client: Client, **env: dict[str, str]
+) -> None:
+    for name, proc in processes.items():
+        proc.start(**env.get(name, {}))
+    for proc in processes.values():
+        await asyncio.to_thread(proc.wait_ready)
+    await load_example_catalogue(client.pool)
+
+
+async def tenant_objects(slice_: Slice, tenancy_id: str) -> tuple[int, int, int]:
+    database = service_database_name(slice_.name, "bin-collections")
+    conn = await db.connect(db.with_database(slice_.server_dsn, database))
+    name = tenant_object_name(tenancy_id)
+    try:
+        schemas = await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", name)
+        roles = await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", name)
+        ledger = await conn.fetchval(
+            "SELECT count(*) FROM tenancy_platform.tenants WHERE tenancy_id = $1", tenancy_id
+        )
+    finally:
+        await conn.close()
+    return schemas, roles, ledger
+
+
+async def test_isolation_killed_after_commit_still_ends_active_once(
+    processes: dict[str, WorkerProcess], client: Client, crash_slice: Slice
+) -> None:
+    await start_all(processes, client, isolation={"TENANCY_FAILPOINTS": "isolation.after-commit"})
+    tenancy_id = await client.onboard("E09000012")
+
+    # Isolation commits the schema and role, then dies before publishing or committing offsets.
+    assert await asyncio.to_thread(processes["isolation"].wait_exit, 30) == 137
+    assert (await client.status(tenancy_id))["state"] == "registered"
+    processes["isolation"].start()
+
+    found = await client.wait_for(tenancy_id)
+    assert found["state"] == "active", found
+    assert await tenant_objects(crash_slice, tenancy_id) == (1, 1, 1)
+    ready_events = await client.pool.fetchval(
+        "SELECT count(*) FROM isolation.outbox WHERE key = $1 AND topic LIKE '%isolation.ready'",
+        tenancy_id,
+    )
+    assert ready_events == 1
+
+    # One onboarding is one trace, across all four workers.
+    await drained(crash_slice)
+    spans = [
+        json.loads(line) for line in (crash_slice.root / "spans.jsonl").read_text().splitlines()
+    ]
+    mine = [s for s in spans if s["attributes"].get("tenancy.id") == tenancy_id]
+    trace_ids = {s["trace_id"] for s in mine}
+    assert len(trace_ids) == 1, trace_ids
+    services = {s["service"] for s in spans if s["trace_id"] in trace_ids}
+    assert services >= {f"tenancy-{w}" for w in WORKERS}, services
+
+
+async def test_onboarding_worker_killed_while_busy_loses_nothing(
+    processes: dict[str, WorkerProcess], client: Client, crash_slice: Slice
+) -> None:
+    await start_all(processes, client)
+    councils = ["E06000001", "E06000002", "E06000003", "E06000004", "E06000005", "E06000006"]
+    tenancies = [await client.onboard(code) for code in councils]
+    processes["onboarding"].kill()
+    await asyncio.sleep(0.5)
+    processes["onboarding"].start()
+
+    for tenancy_id in tenancies:
+        assert (await client.wait_for(tenancy_id, timeout=60))["state"] == "active"
+        assert await tenant_objects(crash_slice, tenancy_id) == (1, 1, 1)
