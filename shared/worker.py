@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -19,7 +19,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
 from shared import db
-from shared.events import Step, StepFailed, StepFailedData
+from shared.events import CloudEvent, Step, StepFailed, StepFailedData
 from shared.kafka_admin import ensure_topics
 from shared.logging import configure_logging, get_logger
 from shared.messaging import (
@@ -48,6 +48,10 @@ class Worker:
     broker: KafkaBroker
     # Resources a worker opens beyond the platform pool, closed when it stops.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Loops that run while the worker runs (outbox relay, re-drive), given its unit of work.
+    background: list[Callable[[UnitOfWork], Coroutine[Any, Any, None]]] = field(
+        default_factory=list
+    )
     _pool: db.Pool | None = None
     _uow: UnitOfWork | None = None
 
@@ -65,6 +69,16 @@ class Worker:
 
     def topic(self, topic: Topic) -> str:
         return self.settings.topic(topic.value)
+
+    def publishes(self, *events: type[CloudEvent]) -> None:
+        """Declare the events this worker emits (through its outbox), for the AsyncAPI document."""
+        for event in events:
+            self.broker.publisher(
+                self.topic(event.topic),
+                schema=event,
+                title=f"{event.topic.value}:{self.name}",
+                description=(event.__doc__ or "").strip() or None,
+            )
 
     def subscriber(self, topic: Topic, **overrides: Any) -> Callable[[Handler], Handler]:
         """Subscribe a handler to one topic in this worker's consumer group for that topic."""
@@ -113,7 +127,7 @@ async def running(worker: Worker, migrations_dir: Path | None) -> AsyncIterator[
     configure_tracing(worker.name, settings.otel_exporter_otlp_endpoint, settings.spans_file)
     await db.ensure_database(settings.database_url)
     pool = await db.create_pool(settings.database_url)
-    relay: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         await db.migrate(pool, worker.name, migrations_dir)
         await ensure_topics(
@@ -128,14 +142,15 @@ async def running(worker: Worker, migrations_dir: Path | None) -> AsyncIterator[
             lambda payload, **kw: publish_json(worker.broker, payload, **kw),
             settings.topic_prefix,
         )
-        relay = asyncio.create_task(worker.uow.run_relay(settings.outbox_sweep_seconds))
+        tasks.append(asyncio.create_task(worker.uow.run_relay(settings.outbox_sweep_seconds)))
+        tasks += [asyncio.create_task(loop(worker.uow)) for loop in worker.background]
         log.info("worker ready", worker=worker.name, broker=settings.kafka_bootstrap_servers)
         yield worker
     finally:
-        if relay is not None:
-            relay.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await relay
+                await task
         for close in worker.closers:
             await close()
         await pool.close()

@@ -63,6 +63,7 @@ class Slice:
             "ASSETS_DIR": str(self.root / "assets"),
             "COUNCILS_CSV": str(DEFAULT_COUNCILS_CSV),
             "OUTBOX_SWEEP_SECONDS": "0.5",
+            "REDRIVE_AFTER_SECONDS": "3",
             "LOG_LEVEL": "INFO",
         }
 

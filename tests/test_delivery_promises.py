@@ -165,3 +165,31 @@ async def test_dead_lettered_event_of_a_tenancy_fails_it_visibly(platform: Clien
 
     assert found["reason"].startswith("dead-lettered: ValidationError")
     assert found["failed_step"] in {"isolation", "branding", "metering"}
+
+
+async def test_request_the_broker_lost_is_redriven_to_active(platform: Client) -> None:
+    async def broker_that_loses_everything(payload: object, **_: object) -> None:
+        return None  # acknowledged, then gone: what an in-memory broker restart does
+
+    lossy = platform.uow()
+    lossy._publish = broker_that_loses_everything  # type: ignore[assignment]
+    async with lossy.transaction() as tx:
+        from services.onboarding.service import accept_request
+
+        tenancy_id = await accept_request(
+            tx,
+            platform.councils,
+            council_code="E09000030",
+            service_id="bin-collections",
+            contact=None,
+            brand=None,
+            source="tests",
+        )
+
+    found = await platform.wait_for(tenancy_id, timeout=30)
+
+    assert found["state"] == "active"
+    attempts = await platform.pool.fetchval(
+        "SELECT redrive_attempts FROM onboarding.tenancies WHERE id = $1", tenancy_id
+    )
+    assert attempts >= 1

@@ -17,6 +17,8 @@ SOURCE = "tenancy/branding"
 
 
 def register(worker: Worker, assets: AssetStore) -> None:
+    worker.publishes(BrandingApplied, StepFailed)
+
     @worker.subscriber(Topic.TENANCY_REGISTERED)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
         brand = event.data.brand

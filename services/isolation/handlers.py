@@ -9,6 +9,8 @@ SOURCE = "tenancy/isolation"
 
 
 def register(worker: Worker, databases: ServiceDatabases, connection_limit: int) -> None:
+    worker.publishes(IsolationReady, StepFailed)
+
     @worker.subscriber(Topic.TENANCY_REGISTERED)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
         async with worker.uow.transaction(event) as tx:

@@ -9,6 +9,8 @@ SOURCE = "tenancy/metering"
 
 
 def register(worker: Worker) -> None:
+    worker.publishes(MeteringEnabled)
+
     @worker.subscriber(Topic.TENANCY_REGISTERED)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
         async with worker.uow.transaction(event) as tx:

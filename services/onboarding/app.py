@@ -8,6 +8,7 @@ from faststream import FastStream
 
 from services.onboarding import handlers, service
 from services.onboarding.councils import CouncilRegister
+from services.onboarding.redrive import run_redrive
 from services.onboarding.settings import OnboardingSettings
 from shared.messaging import DeadLetterHook
 from shared.worker import Worker, build_worker, create_app
@@ -20,6 +21,9 @@ def build(settings: OnboardingSettings | None = None) -> Worker:
     worker = build_worker("onboarding", settings, on_dead_letter=fail_tenancy_on_dead_letter)
     csv_path = settings.councils_csv
     handlers.register(worker, cache(lambda: CouncilRegister.from_csv(csv_path)))
+    worker.background.append(
+        lambda uow: run_redrive(uow, settings.redrive_after_seconds, settings.redrive_max_attempts)
+    )
     return worker
 
 

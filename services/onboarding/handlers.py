@@ -12,12 +12,16 @@ from shared.events import (
     MeteringEnabled,
     OnboardingRequested,
     StepFailed,
+    TenancyFailed,
+    TenancyProvisioned,
+    TenancyRegistered,
 )
 from shared.topics import Topic
 from shared.worker import Worker
 
 
 def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
+    worker.publishes(TenancyRegistered, TenancyProvisioned, TenancyFailed)
 
     @worker.subscriber(Topic.ONBOARDING_REQUESTED)
     async def on_onboarding_requested(event: OnboardingRequested) -> None:

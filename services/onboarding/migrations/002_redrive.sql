@@ -1,0 +1,1 @@
+ALTER TABLE onboarding.tenancies ADD COLUMN redrive_attempts integer NOT NULL DEFAULT 0;

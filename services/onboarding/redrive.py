@@ -1,0 +1,65 @@
+"""Re-driving stalled tenancies: nothing acknowledged is lost, even when the broker loses
+events (the embedded one keeps nothing across a restart) or a consumer misses one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.onboarding import service
+from shared.logging import get_logger
+from shared.outbox import OutboxRow, UnitOfWork
+from shared.topics import Topic
+
+log = get_logger(__name__)
+
+TRIGGER = {
+    "requested": Topic.ONBOARDING_REQUESTED.event_type,
+    "registered": Topic.TENANCY_REGISTERED.event_type,
+}
+
+
+async def redrive_once(uow: UnitOfWork, after_seconds: float, max_attempts: int) -> int:
+    driven: list[OutboxRow] = []
+    async with uow.transaction() as tx:
+        stalled = await tx.conn.fetch(
+            "SELECT id::text, state, redrive_attempts FROM onboarding.tenancies"
+            " WHERE state IN ('requested', 'registered')"
+            " AND updated_at < now() - make_interval(secs => $1)"
+            " ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
+            after_seconds,
+        )
+        for tenancy in stalled:
+            if tenancy["redrive_attempts"] >= max_attempts:
+                reason = (
+                    f"stalled in {tenancy['state']} after {tenancy['redrive_attempts']}"
+                    " re-drives; see the dead letters and the trace"
+                )
+                await service.step_failed(tx, tenancy["id"], "onboarding", reason)
+                continue
+            rows = await tx.conn.fetch(
+                "SELECT id, topic, key, payload, headers FROM onboarding.outbox"
+                " WHERE key = $1 AND payload->>'type' = $2",
+                tenancy["id"],
+                TRIGGER[tenancy["state"]],
+            )
+            driven += [
+                OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"]) for r in rows
+            ]
+            await tx.conn.execute(
+                "UPDATE onboarding.tenancies SET redrive_attempts = redrive_attempts + 1,"
+                " updated_at = now() WHERE id = $1",
+                tenancy["id"],
+            )
+    if driven:
+        log.warning("re-driving stalled tenancies", events=len(driven))
+        await uow.publish(driven)
+    return len(driven)
+
+
+async def run_redrive(uow: UnitOfWork, after_seconds: float, max_attempts: int) -> None:
+    while True:
+        await asyncio.sleep(min(after_seconds / 2, 10.0))
+        try:
+            await redrive_once(uow, after_seconds, max_attempts)
+        except Exception as error:  # an outage: try again next round
+            log.warning("re-drive failed", error=str(error))
