@@ -30,6 +30,8 @@ class CommonSettings(BaseSettings):
     # Tansu answers a JoinGroup after half the session timeout, so a short timeout is what makes
     # a local worker ready in about a second; production keeps Kafka's usual value.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # How long a fetch waits for new events; every hop between workers can cost up to this.
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0)
     otel_exporter_otlp_endpoint: str | None = None
     spans_file: Path = STATE_DIR / "spans.jsonl"
     # Content-addressed store for uploaded files (logos); events carry only references.

@@ -117,7 +117,14 @@ def create_app(worker: Worker, migrations_dir: Path | None) -> FastStream:
             yield
 
     configure_logging(worker.name, settings.log_level, settings.log_format)
-    return FastStream(worker.broker, lifespan=lifespan, logger=None)
+    app = FastStream(worker.broker, lifespan=lifespan, logger=None)
+
+    @app.after_startup
+    async def announce_ready() -> None:
+        # Only now have the consumers joined their groups; the launcher waits for this line.
+        log.info("worker ready", worker=worker.name, broker=settings.kafka_bootstrap_servers)
+
+    return app
 
 
 @contextlib.asynccontextmanager
@@ -144,7 +151,6 @@ async def running(worker: Worker, migrations_dir: Path | None) -> AsyncIterator[
         )
         tasks.append(asyncio.create_task(worker.uow.run_relay(settings.outbox_sweep_seconds)))
         tasks += [asyncio.create_task(loop(worker.uow)) for loop in worker.background]
-        log.info("worker ready", worker=worker.name, broker=settings.kafka_bootstrap_servers)
         yield worker
     finally:
         for task in tasks:

@@ -29,23 +29,29 @@ from types import FrameType
 from typing import IO, NoReturn
 from urllib.parse import urlsplit
 
-import psutil
+import asyncpg
+from aiokafka.errors import KafkaError
 
-from stack._process import stop_process
+from services.onboarding.councils import ReferenceDataMissing
+from shared.db import ensure_database
+from shared.kafka_admin import ensure_topics
+from shared.settings import DEFAULT_COUNCILS_CSV, REPO_ROOT, STACK_ENV_FILE, STATE_DIR
+from shared.topics import PARTITIONS, Topic
+from stack._process import log_tail, stop_process
+from stack.broker import BrokerError, EmbeddedBroker
 from stack.ports import PortUnavailableError
+from stack.postgres import EmbeddedPostgres, PostgresError
 
 __all__ = ["Options", "Stack", "StackError", "main", "render_env_file", "state_dir"]
 
-# Imported lazily elsewhere: the launcher should print something quickly, and the shared
-# modules pull in the Kafka and PostgreSQL clients.
-REPO_ROOT = Path(__file__).resolve().parent.parent
+_IMPORTED = time.monotonic()
 
 WORKERS = ("onboarding", "isolation", "branding", "metering")
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_PG_PORT = 15432
 PLATFORM_DATABASE = "tenancy"
-# Tansu answers a JoinGroup after half the session timeout: 3 s makes a worker's first
-# subscription ready in ~1.5 s instead of Kafka's usual 5 s.
+# Tansu answers a JoinGroup after half the session timeout, and a worker joins its groups one
+# after another: 3 s makes each join take ~1.5 s instead of 5 s with the usual 10 s.
 DEFAULT_SESSION_TIMEOUT_MS = "3000"
 READY_MARKER = "worker ready"
 READY_TIMEOUT = 60.0
@@ -108,8 +114,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """Where the stack keeps its files: TENANCY_STATE_DIR, else ``<repo>/.tenancy``."""
-    from shared.settings import STATE_DIR
-
     raw = environ.get("TENANCY_STATE_DIR")
     return Path(raw).expanduser().absolute() if raw else STATE_DIR
 
@@ -323,9 +327,6 @@ class Addresses:
 
 class Stack:
     def __init__(self, options: Options, console: Console | None = None) -> None:
-        from stack.broker import EmbeddedBroker
-        from stack.postgres import EmbeddedPostgres
-
         self.options = options
         self.console = console or Console()
         self.state = state_dir()
@@ -377,8 +378,7 @@ class Stack:
                 _load_catalogue_blocking, values["DATABASE_URL"], REPO_ROOT / "catalogue"
             )
             self._start_workers(values)
-            loaded = self._catalogue.result(timeout=SERVER_TIMEOUT)
-            self.console.say(f"catalogue loaded: {', '.join(loaded) or 'no manifests'}")
+            self._report_catalogue(self._catalogue)
         self._phase = Phase.RUNNING
         self._print_summary(addresses)
         if self.options.check:
@@ -389,21 +389,14 @@ class Stack:
     # -- start-up steps -----------------------------------------------------------------------
 
     def _councils_csv(self) -> Path:
-        from shared.settings import DEFAULT_COUNCILS_CSV
-
         raw = os.environ.get("COUNCILS_CSV")
         return Path(raw).expanduser().absolute() if raw else DEFAULT_COUNCILS_CSV
 
     def _check_reference_data(self, path: Path) -> None:
-        from services.onboarding.councils import ReferenceDataMissing
-
         if not path.is_file():
             raise StackError(str(ReferenceDataMissing(path)), EXIT_NO_REFERENCE_DATA)
 
     def _start_servers(self) -> Addresses:
-        from stack.broker import BrokerError, EmbeddedBroker
-        from stack.postgres import EmbeddedPostgres, PostgresError
-
         database_url = os.environ.get("DATABASE_URL", "").strip()
         if not database_url:
             port, strict = _port_from_env("TENANCY_PG_PORT", DEFAULT_PG_PORT)
@@ -434,8 +427,6 @@ class Stack:
         )
 
     def _prepare(self, addresses: Addresses) -> None:
-        from shared.topics import Topic
-
         prefix = os.environ.get("TOPIC_PREFIX", "")
         topics = [f"{prefix}{topic.value}" for topic in Topic]
         asyncio.run(_prepare_servers(addresses, topics))
@@ -464,6 +455,15 @@ class Stack:
         content = render_env_file(values)
         write_atomically(self.env_file, content)
         self._env_written = content
+
+    def _report_catalogue(self, loading: concurrent.futures.Future[list[str]]) -> None:
+        try:
+            loaded = loading.result(timeout=SERVER_TIMEOUT)
+        except StackError:
+            raise
+        except Exception as error:
+            raise StackError(f"loading the catalogue failed: {error!r}") from None
+        self.console.say(f"catalogue loaded: {', '.join(loaded) or 'no manifests'}")
 
     def _worker_env(self, values: Mapping[str, str]) -> dict[str, str]:
         env = {**os.environ, **values}
@@ -504,6 +504,7 @@ class Stack:
 
     def _supervise(self) -> int:
         while not self._stop.wait(0.25):
+            self._check_servers()
             for worker in self._workers:
                 code = worker.exit_code()
                 if code is None:
@@ -523,9 +524,19 @@ class Stack:
         self.console.say("stopping (press Ctrl-C again to kill everything at once)")
         return 0
 
+    def _check_servers(self) -> None:
+        # Workers ride out a server outage by retrying, which would look like a hang; a
+        # server of ours that died will not come back by itself.
+        servers = [("the broker", self._broker), ("PostgreSQL", self._postgres)]
+        for label, server in servers:
+            if server is not None and not server.is_running():
+                raise StackError(
+                    f"{label} stopped unexpectedly; stopping the stack. "
+                    f"Last lines of {server.log_path}:\n{log_tail(server.log_path, 15)}"
+                )
+
     def _print_summary(self, addresses: Addresses) -> None:
-        started = psutil.Process().create_time()
-        took = time.time() - started
+        took = _seconds_since_start()
         c = self.console
         kafka_note = (
             "embedded Tansu, in memory: topics and messages go when the stack stops"
@@ -563,8 +574,6 @@ class Stack:
         c.block("\n".join(lines) + "\n\n")
 
     def _next_steps(self) -> list[str]:
-        from shared.settings import STACK_ENV_FILE
-
         steps = [f"cd {REPO_ROOT}"] if Path.cwd() != REPO_ROOT else []
         tenancy = Path(sys.executable).parent / "tenancy"
         if tenancy.exists():
@@ -600,16 +609,19 @@ class Stack:
                     worker.stop(deadline)
         if self._executor is not None:
             # The load may still be running if start-up failed; let it finish before the
-            # database goes away under it.
-            self._executor.shutdown(wait=True)
-        if self._broker is not None:
-            self.console.say("stopping the broker...")
-            with _reported(self.console, "stopping the broker"):
-                self._broker.stop()
-        if self._postgres is not None:
-            self.console.say("stopping PostgreSQL...")
-            with _reported(self.console, "stopping PostgreSQL"):
-                self._postgres.stop()
+            # database goes away under it, but never hang the shutdown on it.
+            if self._catalogue is not None:
+                concurrent.futures.wait([self._catalogue], timeout=SERVER_TIMEOUT)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        servers = [("the broker", self._broker), ("PostgreSQL", self._postgres)]
+        for label, server in servers:
+            if server is None:
+                continue
+            if server.is_running():
+                self.console.say(f"stopping {label}...")
+            # Even when not running: stop() also reaps a server that died on its own.
+            with _reported(self.console, f"stopping {label}"):
+                server.stop()
         self.console.say("stopped")
 
     def _remove_env_file(self) -> None:
@@ -647,7 +659,7 @@ class Stack:
         """The second Ctrl-C: no grace periods, no waiting."""
         # os.write: the interrupted main thread may be inside a print to the same stream.
         with contextlib.suppress(OSError):
-            os.write(2, b"\n[stack] second signal: killing everything now\n")
+            os.write(2, b"\n[stack] killing everything now\n")
         groups = [w.pid for w in self._workers]
         groups.append(self._broker.pid() if self._broker is not None else None)
         for pgid in groups:
@@ -676,6 +688,18 @@ def _reported(console: Console, what: str) -> Iterator[None]:
         console.error(f"{what} failed: {error!r}")
 
 
+def _seconds_since_start() -> float:
+    """How long ago this process was started, interpreter start-up included."""
+    try:
+        # psutil's create_time() rests on the boot time in whole seconds; the kernel's own
+        # start tick is exact to 10 ms. Field 22 of stat, counted after the command name.
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic() - _IMPORTED
+
+
 def _relative_to(path: Path, root: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(root))
@@ -683,13 +707,6 @@ def _relative_to(path: Path, root: Path) -> str:
 
 
 async def _prepare_servers(addresses: Addresses, topics: list[str]) -> None:
-    import asyncpg
-    from aiokafka.errors import KafkaError
-
-    from shared.db import ensure_database
-    from shared.kafka_admin import ensure_topics
-    from shared.topics import PARTITIONS
-
     async def database() -> None:
         try:
             await asyncio.wait_for(ensure_database(addresses.database_url), SERVER_TIMEOUT)
@@ -718,6 +735,8 @@ def _load_catalogue_blocking(database_url: str, folder: Path) -> list[str]:
 
 async def _load_catalogue(database_url: str, folder: Path) -> list[str]:
     """What ``tenancy services load <folder>`` does, without starting another interpreter."""
+    # Imported here, in the loading thread: the workers' modules take about a second to import
+    # and this overlaps it with the workers' own start-up.
     from services.onboarding.app import MIGRATIONS
     from services.onboarding.repository import CatalogueRepository
     from shared import db
@@ -741,11 +760,4 @@ async def _load_catalogue(database_url: str, folder: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    console = Console()
-    try:
-        stack = Stack(options, console)
-    except StackError as error:
-        console.error(str(error))
-        return error.exit_code
-    return stack.run()
+    return Stack(parse_args(argv)).run()

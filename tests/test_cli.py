@@ -80,7 +80,9 @@ async def test_refused_request_exits_non_zero_with_the_reason(
     assert message in " ".join(result.stderr.split())
 
 
-async def test_bad_brand_file_is_refused_with_every_reason(platform: Client, tmp_path: Path) -> None:
+async def test_bad_brand_file_is_refused_with_every_reason(
+    platform: Client, tmp_path: Path
+) -> None:
     brand = tmp_path / "brand.yaml"
     (tmp_path / "logo.gif").write_bytes(b"GIF89a....")
     brand.write_text("name: ''\nlogo: logo.gif\ncolours: {primary: green}\n")
@@ -101,7 +103,9 @@ async def test_bad_brand_file_is_refused_with_every_reason(platform: Client, tmp
     assert "name" in text
 
 
-async def test_missing_reference_data_says_where_to_get_it(platform: Client, tmp_path: Path) -> None:
+async def test_missing_reference_data_says_where_to_get_it(
+    platform: Client, tmp_path: Path
+) -> None:
     result = await tenancy(
         platform.slice,
         "onboard",
