@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS {schema}.outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished
     ON {schema}.outbox (created_at) WHERE published_at IS NULL;
+-- The consumed event that caused each emitted one, so a redelivery can re-send its results.
+ALTER TABLE {schema}.outbox ADD COLUMN IF NOT EXISTS caused_by uuid;
+CREATE INDEX IF NOT EXISTS outbox_caused_by ON {schema}.outbox (caused_by);
 CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
     id uuid PRIMARY KEY,
     topic text NOT NULL,

@@ -5,6 +5,9 @@
 - *Outbox*: events a handler emits are written to ``outbox`` in that transaction too, then
   published once it has committed. If the process dies in between, the relay publishes them later;
   a consumer may therefore see an event twice, which its own inbox absorbs.
+- *Replay*: a duplicate changes nothing, but re-sends the events its first delivery caused. A
+  re-driven event therefore carries a stalled tenancy forward even when the broker lost the
+  results the first time (the embedded broker keeps nothing across a restart).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Transaction:
     topic_prefix: str = ""
     duplicate: bool = False
     emitted: list[OutboxRow] = field(default_factory=list)
+    replayed: list[OutboxRow] = field(default_factory=list)
 
     def emit(self, event: CloudEvent) -> None:
         self.emitted.append(
@@ -86,15 +90,26 @@ class UnitOfWork:
                     consuming.type,
                 )
                 tx.duplicate = not claimed
+                if tx.duplicate:
+                    tx.replayed = [
+                        OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"])
+                        for r in await conn.fetch(
+                            f"SELECT id, topic, key, payload, headers FROM {self._schema}.outbox"
+                            " WHERE caused_by = $1 ORDER BY created_at",
+                            consuming.id,
+                        )
+                    ]
             yield tx
             if tx.emitted:
+                caused_by = consuming.id if consuming is not None else None
                 await conn.executemany(
-                    f"INSERT INTO {self._schema}.outbox (id, topic, key, payload, headers)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-                    [(r.id, r.topic, r.key, r.payload, r.headers) for r in tx.emitted],
+                    f"INSERT INTO {self._schema}.outbox"
+                    " (id, topic, key, payload, headers, caused_by)"
+                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    [(r.id, r.topic, r.key, r.payload, r.headers, caused_by) for r in tx.emitted],
                 )
         failpoint(f"{self.failpoint_prefix}.after-commit")
-        await self.publish(tx.emitted)
+        await self.publish(tx.emitted + tx.replayed)
 
     async def publish(self, rows: list[OutboxRow]) -> None:
         """Best effort: what cannot be published now stays in the outbox for the relay."""

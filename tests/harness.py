@@ -6,18 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from opentelemetry import context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
@@ -110,6 +113,23 @@ async def in_process_workers(slice_: Slice) -> AsyncIterator[dict[str, Worker]]:
         yield workers
 
 
+@contextlib.contextmanager
+def root_trace() -> Iterator[None]:
+    span = NonRecordingSpan(
+        SpanContext(
+            trace_id=random.getrandbits(128),
+            span_id=random.getrandbits(64),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+    )
+    token = context.attach(set_span_in_context(span))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
 class Client:
     """What an operator does through the CLI, done in-process against a slice."""
 
@@ -137,16 +157,18 @@ class Client:
     async def onboard(
         self, council: str, service: str = "bin-collections", brand: Brand | None = None
     ) -> str:
-        async with self.uow().transaction() as tx:
-            return await accept_request(
-                tx,
-                self.councils,
-                council_code=council,
-                service_id=service,
-                contact=Contact(name="Test operator", email="operator@example.gov.uk"),
-                brand=brand,
-                source="tests",
-            )
+        # Like the CLI, start the onboarding's trace here; workers continue it.
+        with root_trace():
+            async with self.uow().transaction() as tx:
+                return await accept_request(
+                    tx,
+                    self.councils,
+                    council_code=council,
+                    service_id=service,
+                    contact=Contact(name="Test operator", email="operator@example.gov.uk"),
+                    brand=brand,
+                    source="tests",
+                )
 
     async def status(self, tenancy_id: str) -> dict[str, Any] | None:
         async with self.pool.acquire() as conn:

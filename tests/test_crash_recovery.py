@@ -75,25 +75,46 @@ async def tenant_objects(slice_: Slice, tenancy_id: str) -> tuple[int, int, int]
     return schemas, roles, ledger
 
 
-async def test_isolation_killed_after_commit_still_ends_active_once(
-    processes: dict[str, WorkerProcess], client: Client, crash_slice: Slice
+@pytest.mark.parametrize("victim", WORKERS)
+async def test_worker_killed_after_commit_still_ends_active_once(
+    victim: str, processes: dict[str, WorkerProcess], client: Client, crash_slice: Slice
 ) -> None:
-    await start_all(processes, client, isolation={"TENANCY_FAILPOINTS": "isolation.after-commit"})
+    await start_all(processes, client, **{victim: {"TENANCY_FAILPOINTS": f"{victim}.after-commit"}})
     tenancy_id = await client.onboard("E09000012")
 
-    # Isolation commits the schema and role, then dies before publishing or committing offsets.
-    assert await asyncio.to_thread(processes["isolation"].wait_exit, 30) == 137
-    assert (await client.status(tenancy_id))["state"] == "registered"
-    processes["isolation"].start()
+    # The worker commits its effects, then dies before publishing or committing its offset.
+    assert await asyncio.to_thread(processes[victim].wait_exit, 30) == 137
+    processes[victim].start()
 
     found = await client.wait_for(tenancy_id)
     assert found["state"] == "active", found
     assert await tenant_objects(crash_slice, tenancy_id) == (1, 1, 1)
-    ready_events = await client.pool.fetchval(
-        "SELECT count(*) FROM isolation.outbox WHERE key = $1 AND topic LIKE '%isolation.ready'",
-        tenancy_id,
+    pool = client.pool
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM branding.brand_versions WHERE tenancy_id = $1", tenancy_id
+        )
+        == 1
     )
-    assert ready_events == 1
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM metering.meters WHERE tenancy_id = $1", tenancy_id
+        )
+        == 2
+    )
+    for schema, topic in [
+        ("onboarding", "onboarding.registered"),
+        ("isolation", "isolation.ready"),
+        ("branding", "branding.applied"),
+        ("metering", "metering.enabled"),
+        ("onboarding", "onboarding.provisioned"),
+    ]:
+        emitted = await pool.fetchval(
+            f"SELECT count(*) FROM {schema}.outbox WHERE key = $1 AND topic = $2",
+            tenancy_id,
+            crash_slice.prefix + topic,
+        )
+        assert emitted == 1, (schema, topic, emitted)
 
     # One onboarding is one trace, across all four workers.
     await drained(crash_slice)
@@ -105,6 +126,38 @@ async def test_isolation_killed_after_commit_still_ends_active_once(
     assert len(trace_ids) == 1, trace_ids
     services = {s["service"] for s in spans if s["trace_id"] in trace_ids}
     assert services >= {f"tenancy-{w}" for w in WORKERS}, services
+
+
+async def test_tenant_password_appears_in_no_event_log_or_span(
+    processes: dict[str, WorkerProcess], client: Client, crash_slice: Slice
+) -> None:
+    await start_all(processes, client)
+    tenancy_id = await client.onboard("E08000035")  # Leeds
+    assert (await client.wait_for(tenancy_id))["state"] == "active"
+    await drained(crash_slice)
+    database = service_database_name(crash_slice.name, "bin-collections")
+    admin = await db.connect(db.with_database(crash_slice.server_dsn, database))
+    try:
+        password = await admin.fetchval(
+            "SELECT password FROM tenancy_platform.tenants WHERE tenancy_id = $1", tenancy_id
+        )
+    finally:
+        await admin.close()
+    role = tenant_object_name(tenancy_id)
+    tenant = await db.connect(
+        db.with_database(crash_slice.server_dsn, database).replace(
+            "postgres@", f"{role}:{password}@"
+        )
+    )
+    await tenant.close()  # the secret is real: it opens the tenant's database
+
+    written = [proc.output() for proc in processes.values()]
+    written.append((crash_slice.root / "spans.jsonl").read_text())
+    for schema in WORKERS:
+        rows = await client.pool.fetch(f"SELECT payload, headers FROM {schema}.outbox")
+        written += [json.dumps(r["payload"]) + json.dumps(r["headers"]) for r in rows]
+    assert all(password not in text for text in written)
+    assert any(tenancy_id in text for text in written)
 
 
 async def test_onboarding_worker_killed_while_busy_loses_nothing(

@@ -193,3 +193,43 @@ async def test_request_the_broker_lost_is_redriven_to_active(platform: Client) -
         "SELECT redrive_attempts FROM onboarding.tenancies WHERE id = $1", tenancy_id
     )
     assert attempts >= 1
+
+
+async def test_step_result_the_broker_lost_is_replayed_by_the_redrive(platform: Client) -> None:
+    isolation = platform.workers["isolation"].uow  # type: ignore[attr-defined]
+    real_publish = isolation._publish
+    lost: list[str] = []
+    target: dict[str, str] = {}
+
+    async def loses_first_result(payload: dict[str, object], **kw: object) -> None:
+        if kw.get("key") == target.get("id") and not lost:
+            lost.append(str(payload["type"]))  # acknowledged, then gone with the broker
+            return
+        await real_publish(payload, **kw)
+
+    isolation._publish = loses_first_result
+    try:
+        async with platform.uow().transaction() as tx:
+            from services.onboarding.service import accept_request
+
+            target["id"] = tenancy_id = await accept_request(
+                tx,
+                platform.councils,
+                council_code="E09000031",
+                service_id="bin-collections",
+                contact=None,
+                brand=None,
+                source="tests",
+            )
+        found = await platform.wait_for(tenancy_id, timeout=30)
+    finally:
+        isolation._publish = real_publish
+
+    assert lost == ["uk.gov.tenancy.isolation.ready.v1"]
+    assert found["state"] == "active"
+    assert (
+        await platform.pool.fetchval(
+            "SELECT count(*) FROM isolation.outbox WHERE key = $1", tenancy_id
+        )
+        == 1
+    )
