@@ -5,8 +5,6 @@ from __future__ import annotations
 from faststream.specification import AsyncAPI
 from faststream.specification.base import Specification
 
-from shared.settings import CommonSettings
-
 
 def document() -> Specification:
     from services.branding.app import build as branding
@@ -26,6 +24,3 @@ def document() -> Specification:
         ),
     )
     return spec.to_specification()
-
-
-__all__ = ["CommonSettings", "document"]

