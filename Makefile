@@ -30,7 +30,7 @@ lint: $(INSTALLED)
 
 ## Write the AsyncAPI document generated from the workers.
 asyncapi: $(INSTALLED)
-	$(VENV)/bin/tenancy asyncapi --output asyncapi.yaml
+	$(VENV)/bin/tenancy asyncapi --output docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

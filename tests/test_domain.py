@@ -113,3 +113,11 @@ def test_asyncapi_document_lists_every_event_type() -> None:
     addresses = {channel["address"] for channel in spec["channels"].values()}
     assert {event.topic.value for event in EVENT_TYPES} <= addresses
     assert spec["asyncapi"].startswith("3.")
+
+
+def test_published_asyncapi_document_is_up_to_date() -> None:
+    from shared.asyncapi import document
+    from shared.settings import REPO_ROOT
+
+    published = (REPO_ROOT / "docs" / "asyncapi.yaml").read_text()
+    assert published.strip() == document().to_yaml().strip(), "run `make asyncapi` and commit"
