@@ -236,10 +236,10 @@ def asyncapi(
     ] = None,
 ) -> None:
     """Write the AsyncAPI document generated from the four workers."""
-    from shared.asyncapi import document
+    from shared.asyncapi import document, to_json, to_yaml
 
-    spec = document()
-    text = spec.to_yaml() if output and output.suffix in {".yaml", ".yml"} else spec.to_json()
+    doc = document()
+    text = to_yaml(doc) if output and output.suffix in {".yaml", ".yml"} else to_json(doc)
     if output is None:
         sys.stdout.write(text + "\n")
     else:

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import yaml
 from faststream.specification import AsyncAPI
-from faststream.specification.base import Specification
+
+DOCUMENTED_BOOTSTRAP = "localhost:9092"
 
 
-def document() -> Specification:
+def document() -> dict[str, Any]:
+    """The document as plain data with sorted keys, so it is the same on every run."""
     from services.branding.app import build as branding
+    from services.branding.settings import BrandingSettings
     from services.isolation.app import build as isolation
+    from services.isolation.settings import IsolationSettings
     from services.metering.app import build as metering
+    from services.metering.settings import MeteringSettings
     from services.onboarding.app import build as onboarding
+    from services.onboarding.settings import OnboardingSettings
 
-    workers = [build() for build in (onboarding, isolation, branding, metering)]
+    # Explicit settings: the document must not depend on the environment it is generated in.
+    fixed: dict[str, Any] = {
+        "_env_file": None,
+        "kafka_bootstrap_servers": DOCUMENTED_BOOTSTRAP,
+        "topic_prefix": "",
+    }
+    workers = [
+        onboarding(OnboardingSettings(**fixed)),
+        isolation(IsolationSettings(**fixed)),
+        branding(BrandingSettings(**fixed)),
+        metering(MeteringSettings(**fixed)),
+    ]
     spec = AsyncAPI(
         *(worker.broker for worker in workers),
         title="Tenancy",
@@ -23,4 +44,13 @@ def document() -> Specification:
             "is the tenancy id and W3C trace context travels in the headers."
         ),
     )
-    return spec.to_specification()
+    raw: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    return raw
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True)
+
+
+def to_yaml(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=True, allow_unicode=True)
