@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
-from cli.context import Unreachable, database, onboarding_unit_of_work
-from cli.settings import CliSettings
+from cli import credentials, migrations, offboarding
+from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, run, settings
+from cli.context import database, onboarding_unit_of_work
 from services.branding.brand_file import BrandFileError, load_brand_file
 from services.onboarding.councils import CouncilRegister, ReferenceDataMissing
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
@@ -25,34 +25,13 @@ from services.onboarding.service import RequestRefused, accept_request
 from shared.assets import AssetStore
 from shared.catalogue import ManifestError, load_catalogue
 from shared.events import Contact
-from shared.logging import configure_logging
 from shared.tracing import configure_tracing, shutdown_tracing, tracer
 
 app = typer.Typer(help="Provision UK councils into shared digital services.", no_args_is_help=True)
 services_app = typer.Typer(help="The catalogue of shared services.", invoke_without_command=True)
 app.add_typer(services_app, name="services")
-out = Console()
-err = Console(stderr=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TERMINAL_STATES = {"active", "failed", "offboarded"}
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def settings() -> CliSettings:
-    configure_logging("cli", "WARNING", "console")
-    return CliSettings()
-
-
-def run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except Unreachable as error:
-        raise fail(str(error)) from None
+for feature in (offboarding, migrations, credentials):
+    feature.register(app)
 
 
 @services_app.callback()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,6 +23,12 @@ class Governance(StrEnum):
     HOSTED = "hosted"  # one council runs it and charges the others
     JOINT = "joint"  # owned jointly; running costs shared by usage
     FREE = "free"  # provided at no charge
+
+
+class IsolationTier(StrEnum):
+    POOLED = "pooled"  # shared tables, rows kept apart by forced row-level security
+    SCHEMA = "schema"  # one schema per tenancy in the service's database
+    DATABASE = "database"  # one database per tenancy
 
 
 class Migration(Manifest):
@@ -56,7 +62,7 @@ class ServiceManifest(Manifest):
     description: str = Field(default="", max_length=2000)
     owner_council: GssCode
     governance: Governance = Governance.HOSTED
-    isolation: Literal["schema"] = "schema"
+    isolation: IsolationTier = IsolationTier.SCHEMA
     migrations: list[Migration] = Field(default_factory=list)
     meters: list[Meter] = Field(default_factory=list)
     branding: BrandingNeeds = Field(default_factory=BrandingNeeds)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
-from shared.catalogue import ServiceManifest
+from shared.catalogue import IsolationTier, ServiceManifest
 from shared.identifiers import GssCode, ServiceId, TenancyId
 from shared.topics import Topic
 
@@ -126,7 +126,7 @@ class TenancyRegistered(CloudEvent):
 
 class IsolationReadyData(Contract):
     service_id: ServiceId
-    tier: Literal["schema"]
+    tier: IsolationTier
     database: str
     schema_name: str
     role: str
@@ -196,6 +196,101 @@ class TenancyFailed(CloudEvent):
     data: TenancyFailedData
 
 
+class OffboardingRequestedData(Contract):
+    service: ServiceManifest
+    reason: str = Field(default="", max_length=500)
+
+
+class OffboardingRequested(CloudEvent):
+    """The council leaves the service: export its data, then remove it."""
+
+    topic = Topic.OFFBOARDING_REQUESTED
+    type: Literal["uk.gov.tenancy.offboarding.requested.v1"]
+    data: OffboardingRequestedData
+
+
+class ExportedTable(Contract):
+    name: str
+    file: str
+    rows: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class IsolationRemovedData(Contract):
+    service_id: ServiceId
+    tier: IsolationTier
+    archive: str = Field(description="where the export archive was written")
+    archive_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    tables: list[ExportedTable]
+
+
+class IsolationRemoved(CloudEvent):
+    """The tenancy's data was exported, then its schema, database or rows and its role dropped."""
+
+    topic = Topic.ISOLATION_REMOVED
+    type: Literal["uk.gov.tenancy.isolation.removed.v1"]
+    data: IsolationRemovedData
+
+
+class TenancyOffboardedData(Contract):
+    archive: str
+    archive_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TenancyOffboarded(CloudEvent):
+    topic = Topic.TENANCY_OFFBOARDED
+    type: Literal["uk.gov.tenancy.onboarding.offboarded.v1"]
+    data: TenancyOffboardedData
+
+
+class MigrationRequestedData(Contract):
+    run_id: uuid.UUID
+    service: ServiceManifest = Field(description="the manifest with the migrations to apply")
+
+
+class MigrationRequested(CloudEvent):
+    """Bring one tenancy up to the manifest's latest migration."""
+
+    topic = Topic.MIGRATION_REQUESTED
+    type: Literal["uk.gov.tenancy.isolation.migration_requested.v1"]
+    data: MigrationRequestedData
+
+
+class TenancyMigratedData(Contract):
+    run_id: uuid.UUID
+    ok: bool
+    version: int = Field(ge=0, description="the tenancy's migration version now")
+    applied: list[int]
+    error: str | None = None
+
+
+class TenancyMigrated(CloudEvent):
+    topic = Topic.TENANCY_MIGRATED
+    type: Literal["uk.gov.tenancy.isolation.migrated.v1"]
+    data: TenancyMigratedData
+
+
+class CredentialsRotationRequestedData(Contract):
+    service_id: ServiceId
+
+
+class CredentialsRotationRequested(CloudEvent):
+    topic = Topic.CREDENTIALS_ROTATION_REQUESTED
+    type: Literal["uk.gov.tenancy.credentials.rotation_requested.v1"]
+    data: CredentialsRotationRequestedData
+
+
+class CredentialsRotatedData(Contract):
+    role: str
+    credentials_ref: str = Field(description="where an operator gets the secret; not the secret")
+
+
+class CredentialsRotated(CloudEvent):
+    topic = Topic.CREDENTIALS_ROTATED
+    type: Literal["uk.gov.tenancy.credentials.rotated.v1"]
+    data: CredentialsRotatedData
+
+
 EVENT_TYPES: tuple[type[CloudEvent], ...] = (
     OnboardingRequested,
     TenancyRegistered,
@@ -205,4 +300,11 @@ EVENT_TYPES: tuple[type[CloudEvent], ...] = (
     StepFailed,
     TenancyProvisioned,
     TenancyFailed,
+    OffboardingRequested,
+    IsolationRemoved,
+    TenancyOffboarded,
+    MigrationRequested,
+    TenancyMigrated,
+    CredentialsRotationRequested,
+    CredentialsRotated,
 )

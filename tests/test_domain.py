@@ -7,10 +7,10 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from services.isolation.plan import TenantNames, schema_tier, scram_verifier
+from services.isolation.plan import TenantNames, login_role, scram_verifier
 from services.onboarding.councils import CouncilRefused, CouncilRegister
 from services.onboarding.domain import State, Tenancy
-from shared.catalogue import ServiceManifest
+from shared.catalogue import IsolationTier, ServiceManifest
 from shared.events import EVENT_TYPES, OnboardingRequested
 from shared.identifiers import quote_ident, service_database_name, tenant_object_name
 from shared.settings import DEFAULT_COUNCILS_CSV
@@ -79,19 +79,31 @@ def test_hostile_tenancy_ids_are_refused_by_events() -> None:
         )
 
 
-def test_tenant_names_are_derived_from_the_tenancy_id_only() -> None:
-    names = TenantNames.for_tenancy(
-        "5f0c7a3e-0000-4000-8000-000000000001", service_database_name("tenancy", "bin-collections")
-    )
-    assert names.schema == names.role == "tenant_5f0c7a3e000040008000000000000001"
-    assert names.database == "tenancy_bin_collections"
-    assert tenant_object_name(names.schema.removeprefix("tenant_")) == names.schema
+TENANCY = "5f0c7a3e-0000-4000-8000-000000000001"
+OWN = "tenant_5f0c7a3e000040008000000000000001"
 
 
-def test_schema_plan_sends_a_verifier_never_the_password() -> None:
-    names = TenantNames.for_tenancy("5f0c7a3e-0000-4000-8000-000000000001", "tenancy_bins")
+@pytest.mark.parametrize(
+    ("tier", "database", "schema"),
+    [
+        (IsolationTier.POOLED, "tenancy_bin_collections", "pooled"),
+        (IsolationTier.SCHEMA, "tenancy_bin_collections", OWN),
+        (IsolationTier.DATABASE, OWN, OWN),
+    ],
+)
+def test_tenant_names_are_derived_from_the_tenancy_and_service_only(
+    tier: IsolationTier, database: str, schema: str
+) -> None:
+    service_db = service_database_name("tenancy", "bin-collections")
+    names = TenantNames.for_tenancy(TENANCY, tier, service_db)
+    assert (names.database, names.schema, names.role) == (database, schema, OWN)
+    assert tenant_object_name(TENANCY) == OWN
+
+
+def test_login_role_is_sent_a_verifier_never_the_password() -> None:
+    names = TenantNames.for_tenancy(TENANCY, IsolationTier.SCHEMA, "tenancy_bins")
     verifier = scram_verifier("correct horse battery staple")
-    statements = "\n".join(schema_tier(names, verifier, 20))
+    statements = "\n".join(login_role(names, verifier, 20))
     assert "correct horse" not in statements
     assert "SCRAM-SHA-256$4096:" in statements
     assert "NOBYPASSRLS" in statements

@@ -3,7 +3,7 @@ from __future__ import annotations
 from faststream import FastStream
 
 from services.isolation import handlers
-from services.isolation.service import ServiceDatabases
+from services.isolation.databases import ServiceDatabases
 from services.isolation.settings import IsolationSettings
 from shared.db import database_name
 from shared.worker import Worker, build_worker, create_app, fail_step_on_dead_letter
@@ -20,7 +20,7 @@ def build(settings: IsolationSettings | None = None) -> Worker:
         settings.tenant_database_url or settings.database_url, database_name(settings.database_url)
     )
     worker.closers.append(databases.close)
-    handlers.register(worker, databases, settings.tenant_connection_limit)
+    handlers.register(worker, databases, settings.tenant_connection_limit, settings.exports_dir)
     return worker
 
 

@@ -1,15 +1,35 @@
+"""Isolation's subscribers: parse the event, run the use case in a unit of work, emit."""
+
 from __future__ import annotations
 
-from services.isolation.service import IsolationFailed, ServiceDatabases, isolate
-from shared.events import IsolationReady, StepFailed, StepFailedData, TenancyRegistered
+from pathlib import Path
+
+from services.isolation import migrations, offboarding, rotation
+from services.isolation.databases import ServiceDatabases
+from services.isolation.service import IsolationFailed, isolate
+from shared.events import (
+    CredentialsRotated,
+    CredentialsRotationRequested,
+    IsolationReady,
+    IsolationRemoved,
+    MigrationRequested,
+    OffboardingRequested,
+    StepFailed,
+    StepFailedData,
+    TenancyMigrated,
+    TenancyRegistered,
+)
 from shared.topics import Topic
 from shared.worker import Worker
 
 SOURCE = "tenancy/isolation"
 
 
-def register(worker: Worker, databases: ServiceDatabases, connection_limit: int) -> None:
-    worker.publishes(IsolationReady, StepFailed)
+def register(
+    worker: Worker, databases: ServiceDatabases, connection_limit: int, exports_dir: Path
+) -> None:
+    worker.publishes(IsolationReady, StepFailed, IsolationRemoved, TenancyMigrated)
+    worker.publishes(CredentialsRotated)
 
     @worker.subscriber(Topic.TENANCY_REGISTERED)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
@@ -25,3 +45,29 @@ def register(worker: Worker, databases: ServiceDatabases, connection_limit: int)
                 tx.emit(StepFailed.new(source=SOURCE, subject=event.subject, data=data))
                 return
             tx.emit(IsolationReady.new(source=SOURCE, subject=event.subject, data=ready))
+
+    @worker.subscriber(Topic.OFFBOARDING_REQUESTED)
+    async def on_offboarding_requested(event: OffboardingRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if tx.duplicate:
+                return
+            removed = await offboarding.remove(
+                databases, exports_dir, event.subject, event.data.service
+            )
+            tx.emit(IsolationRemoved.new(source=SOURCE, subject=event.subject, data=removed))
+
+    @worker.subscriber(Topic.MIGRATION_REQUESTED)
+    async def on_migration_requested(event: MigrationRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if tx.duplicate:
+                return
+            result = await migrations.migrate(databases, event.subject, event.data, tx.conn)
+            tx.emit(TenancyMigrated.new(source=SOURCE, subject=event.subject, data=result))
+
+    @worker.subscriber(Topic.CREDENTIALS_ROTATION_REQUESTED)
+    async def on_credentials_rotation_requested(event: CredentialsRotationRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if tx.duplicate:
+                return
+            rotated = await rotation.rotate(databases, event.subject, event.data.service_id)
+            tx.emit(CredentialsRotated.new(source=SOURCE, subject=event.subject, data=rotated))

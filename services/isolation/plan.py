@@ -1,6 +1,8 @@
-"""What isolating one tenancy means in SQL, as a plan built without touching a database.
+"""What isolating a tenancy means in SQL, for each tier, as plans built without a database.
 
-Every name is derived from the tenancy id and quoted; nothing from a request is spliced in.
+Every name is derived from the tenancy id or the service id and quoted; nothing from a request
+is spliced in. The platform owns every schema and table; a tenant's login role gets only the
+rights it needs, a fixed ``search_path``, and nothing on ``public``.
 """
 
 from __future__ import annotations
@@ -11,20 +13,36 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from shared.catalogue import Migration
+from shared.catalogue import IsolationTier, Migration
 from shared.identifiers import quote_ident, quote_literal, tenant_object_name
+
+POOLED_SCHEMA = "pooled"
+TENANT_COLUMN = "tenant_role"
+DML = "SELECT, INSERT, UPDATE, DELETE"
 
 
 @dataclass(frozen=True)
 class TenantNames:
+    """Where a tenancy's data lives: ``database`` holds ``schema``; ``role`` logs in."""
+
+    tier: IsolationTier
+    service_database: str
     database: str
     schema: str
     role: str
 
     @classmethod
-    def for_tenancy(cls, tenancy_id: str, database: str) -> TenantNames:
-        name = tenant_object_name(tenancy_id)
-        return cls(database=database, schema=name, role=name)
+    def for_tenancy(
+        cls, tenancy_id: str, tier: IsolationTier, service_database: str
+    ) -> TenantNames:
+        own = tenant_object_name(tenancy_id)
+        return cls(
+            tier=tier,
+            service_database=service_database,
+            database=own if tier is IsolationTier.DATABASE else service_database,
+            schema=POOLED_SCHEMA if tier is IsolationTier.POOLED else own,
+            role=own,
+        )
 
 
 def new_password() -> str:
@@ -46,7 +64,8 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
 
 
 def database_setup(database: str) -> list[str]:
-    """Once per service database: nobody but the platform and granted tenants may connect."""
+    """Once per database the platform puts tenant data in: nobody connects, creates objects or
+    makes temporary tables unless granted; the ledger lives in ``tenancy_platform``."""
     db = quote_ident(database)
     return [
         f"REVOKE ALL ON DATABASE {db} FROM PUBLIC",
@@ -62,36 +81,89 @@ def database_setup(database: str) -> list[str]:
             password text NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now()
         )""",
+        "ALTER TABLE tenancy_platform.tenants ADD COLUMN IF NOT EXISTS database_name text",
+        "ALTER TABLE tenancy_platform.tenants ADD COLUMN IF NOT EXISTS rotated_at timestamptz",
+        "ALTER TABLE tenancy_platform.tenants ADD COLUMN IF NOT EXISTS removed_at timestamptz",
+        "ALTER TABLE tenancy_platform.tenants ADD COLUMN IF NOT EXISTS removal jsonb",
         """CREATE TABLE IF NOT EXISTS tenancy_platform.tenant_migrations (
-            tenancy_id uuid NOT NULL REFERENCES tenancy_platform.tenants (tenancy_id),
+            tenancy_id uuid NOT NULL,
             version integer NOT NULL,
             applied_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (tenancy_id, version)
         )""",
+        """CREATE TABLE IF NOT EXISTS tenancy_platform.service_migrations (
+            version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )""",
     ]
 
 
-def schema_tier(names: TenantNames, verifier: str, connection_limit: int) -> list[str]:
-    """A platform-owned schema that only the tenancy's own login role may use."""
+def login_role(names: TenantNames, verifier: str, connection_limit: int) -> list[str]:
+    """The tenancy's own login role: no inherited, elevated or replication rights."""
+    return [
+        f"CREATE ROLE {quote_ident(names.role)} LOGIN PASSWORD {quote_literal(verifier)}"
+        " NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+        f" CONNECTION LIMIT {connection_limit:d}",
+    ]
+
+
+def own_schema(names: TenantNames) -> list[str]:
+    """A platform-owned schema only the tenancy's role may use (schema and database tiers)."""
     role, schema, db = (quote_ident(n) for n in (names.role, names.schema, names.database))
     return [
-        f"CREATE ROLE {role} LOGIN PASSWORD {quote_literal(verifier)} NOSUPERUSER NOCREATEDB"
-        f" NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {connection_limit:d}",
         f"GRANT CONNECT ON DATABASE {db} TO {role}",
-        f"CREATE SCHEMA {schema}",
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
         f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA {schema} TO {role}",
         f"ALTER ROLE {role} IN DATABASE {db} SET search_path = {schema}",
-        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}"
-        f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {DML} ON TABLES TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+        # Tables that existed before the default privileges (a re-run after a crash).
+        f"GRANT {DML} ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
     ]
 
 
-def migration_statements(names: TenantNames, migration: Migration) -> list[str]:
-    """Run a manifest migration as the platform, confined to the tenant's schema by search_path."""
+def pooled_schema() -> list[str]:
+    schema = quote_ident(POOLED_SCHEMA)
+    return [f"CREATE SCHEMA IF NOT EXISTS {schema}", f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC"]
+
+
+def pooled_access(names: TenantNames) -> list[str]:
+    """A pooled tenant may use the shared tables; row-level security shows it only its rows."""
+    role, schema, db = (quote_ident(n) for n in (names.role, names.schema, names.database))
     return [
-        f"SET LOCAL search_path = {quote_ident(names.schema)}, pg_catalog",
+        f"GRANT CONNECT ON DATABASE {db} TO {role}",
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT {DML} ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+        f"ALTER ROLE {role} IN DATABASE {db} SET search_path = {schema}",
+    ]
+
+
+def row_level_security(table: str) -> list[str]:
+    """Rows belong to the role that wrote them; forced, so no one but a superuser sees past it.
+
+    ``current_user`` cannot be spoofed by a tenant (unlike a settable session variable): it
+    is not a member of any other role and cannot ``SET ROLE``.
+    """
+    qualified = f"{quote_ident(POOLED_SCHEMA)}.{quote_ident(table)}"
+    column = quote_ident(TENANT_COLUMN)
+    return [
+        f"ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS {column} name NOT NULL"
+        " DEFAULT current_user",
+        f"ALTER TABLE {qualified} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {qualified} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS tenant_rows ON {qualified}",
+        f"CREATE POLICY tenant_rows ON {qualified} USING ({column} = current_user)"
+        f" WITH CHECK ({column} = current_user)",
+    ]
+
+
+def migration_statements(schema: str, migration: Migration) -> list[str]:
+    """Run a manifest migration as the platform, confined to one schema by ``search_path``."""
+    return [
+        f"SET LOCAL search_path = {quote_ident(schema)}, pg_catalog",
         migration.sql,
         "RESET search_path",
     ]

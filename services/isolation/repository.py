@@ -1,19 +1,28 @@
 """The isolation ledger, kept in each service database's ``tenancy_platform`` schema: which
-tenancies have a schema and role there, their secret, and which migrations each has."""
+tenancies have a role and space there, their secret, and which migrations each has (recorded
+in the database that holds the tenancy's data, in the same transaction as the migration)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from shared.catalogue import IsolationTier
 from shared.db import Connection
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    tenancy_id: str
+    service_id: str
+    tier: IsolationTier
+    database: str
     schema_name: str
     role_name: str
-    tier: str
-    migrations: list[int]
+    rotated_at: datetime | None
+    removed_at: datetime | None
+    removal: dict[str, Any] | None
 
 
 class Ledger:
@@ -27,39 +36,119 @@ class Ledger:
 
     async def get(self, tenancy_id: str) -> LedgerEntry | None:
         row = await self.conn.fetchrow(
-            "SELECT schema_name, role_name, tier FROM tenancy_platform.tenants"
+            "SELECT tenancy_id::text, service_id, tier, database_name, schema_name, role_name,"
+            " rotated_at, removed_at, removal FROM tenancy_platform.tenants"
             " WHERE tenancy_id = $1",
             tenancy_id,
         )
         if row is None:
             return None
-        versions = await self.conn.fetch(
-            "SELECT version FROM tenancy_platform.tenant_migrations WHERE tenancy_id = $1"
-            " ORDER BY version",
-            tenancy_id,
-        )
         return LedgerEntry(
-            row["schema_name"], row["role_name"], row["tier"], [v["version"] for v in versions]
+            tenancy_id=row["tenancy_id"],
+            service_id=row["service_id"],
+            tier=IsolationTier(row["tier"]),
+            database=row["database_name"],
+            schema_name=row["schema_name"],
+            role_name=row["role_name"],
+            rotated_at=row["rotated_at"],
+            removed_at=row["removed_at"],
+            removal=row["removal"],
         )
 
     async def add(
-        self, tenancy_id: str, service_id: str, tier: str, schema: str, role: str, password: str
+        self,
+        tenancy_id: str,
+        service_id: str,
+        tier: IsolationTier,
+        database: str,
+        schema: str,
+        role: str,
+        password: str,
     ) -> None:
         await self.conn.execute(
-            "INSERT INTO tenancy_platform.tenants"
-            " (tenancy_id, service_id, tier, schema_name, role_name, password)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tenancy_platform.tenants (tenancy_id, service_id, tier, database_name,"
+            " schema_name, role_name, password) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             tenancy_id,
             service_id,
-            tier,
+            tier.value,
+            database,
             schema,
             role,
             password,
         )
 
-    async def record_migration(self, tenancy_id: str, version: int) -> None:
+    async def password(self, tenancy_id: str) -> str | None:
+        value: str | None = await self.conn.fetchval(
+            "SELECT password FROM tenancy_platform.tenants WHERE tenancy_id = $1"
+            " AND removed_at IS NULL",
+            tenancy_id,
+        )
+        return value
+
+    async def set_password(self, tenancy_id: str, password: str) -> None:
+        await self.conn.execute(
+            "UPDATE tenancy_platform.tenants SET password = $2, rotated_at = clock_timestamp()"
+            " WHERE tenancy_id = $1",
+            tenancy_id,
+            password,
+        )
+
+    async def mark_removed(self, tenancy_id: str, removal: dict[str, Any]) -> None:
+        # The secret goes with the role; the row stays as the record of what was removed.
+        await self.conn.execute(
+            "UPDATE tenancy_platform.tenants SET password = '', removed_at = now(),"
+            " removal = $2 WHERE tenancy_id = $1",
+            tenancy_id,
+            removal,
+        )
+
+    async def live_roles(self, service_id: str, tier: IsolationTier) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT role_name FROM tenancy_platform.tenants WHERE service_id = $1"
+            " AND tier = $2 AND removed_at IS NULL",
+            service_id,
+            tier.value,
+        )
+        return [r["role_name"] for r in rows]
+
+    async def tenants(self, service_id: str) -> list[LedgerEntry]:
+        ids = await self.conn.fetch(
+            "SELECT tenancy_id::text FROM tenancy_platform.tenants WHERE service_id = $1"
+            " ORDER BY created_at",
+            service_id,
+        )
+        entries = [await self.get(r["tenancy_id"]) for r in ids]
+        return [e for e in entries if e is not None]
+
+
+class Migrations:
+    """Applied migration versions, in the database holding the data they changed."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def of_tenancy(self, tenancy_id: str) -> list[int]:
+        rows = await self.conn.fetch(
+            "SELECT version FROM tenancy_platform.tenant_migrations WHERE tenancy_id = $1"
+            " ORDER BY version",
+            tenancy_id,
+        )
+        return [r["version"] for r in rows]
+
+    async def record_for_tenancy(self, tenancy_id: str, version: int) -> None:
         await self.conn.execute(
             "INSERT INTO tenancy_platform.tenant_migrations (tenancy_id, version) VALUES ($1, $2)",
             tenancy_id,
             version,
+        )
+
+    async def of_service(self) -> list[int]:
+        rows = await self.conn.fetch(
+            "SELECT version FROM tenancy_platform.service_migrations ORDER BY version"
+        )
+        return [r["version"] for r in rows]
+
+    async def record_for_service(self, version: int) -> None:
+        await self.conn.execute(
+            "INSERT INTO tenancy_platform.service_migrations (version) VALUES ($1)", version
         )

@@ -1,24 +1,30 @@
-"""Isolating a tenancy in its shared service's database."""
+"""Isolating a tenancy in its shared service, in the tier the service's manifest asks for.
+
+Every step is safe to repeat: a redelivered event, or one re-driven after a crash at any
+point, finds what was already done in the ledger and only finishes what was not.
+"""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
+from services.isolation.databases import ServiceDatabases
 from services.isolation.plan import (
+    POOLED_SCHEMA,
     TenantNames,
-    database_setup,
+    login_role,
     migration_statements,
     new_password,
-    schema_tier,
+    own_schema,
+    pooled_access,
+    pooled_schema,
+    row_level_security,
     scram_verifier,
 )
-from services.isolation.repository import Ledger
-from shared import db
-from shared.catalogue import ServiceManifest
+from services.isolation.repository import Ledger, Migrations
+from shared.catalogue import IsolationTier, Migration, ServiceManifest
+from shared.db import Connection
 from shared.events import IsolationReadyData
-from shared.identifiers import service_database_name
 from shared.messaging import OUTAGE_ERRORS
 
 
@@ -26,74 +32,103 @@ class IsolationFailed(Exception):
     """The service's own SQL cannot be applied for this tenancy: a failed step, not an outage."""
 
 
-class ServiceDatabases:
-    """One pool per shared service's database, created (and locked down) on first use."""
+async def execute_all(conn: Connection, statements: list[str]) -> None:
+    for statement in statements:
+        await conn.execute(statement)
 
-    def __init__(self, server_dsn: str, platform_database: str) -> None:
-        self._server_dsn = server_dsn
-        self._platform_database = platform_database
-        self._pools: dict[str, db.Pool] = {}
-        self._lock = asyncio.Lock()
 
-    async def pool_for(self, service_id: str) -> tuple[db.Pool, str]:
-        name = service_database_name(self._platform_database, service_id)
-        async with self._lock:
-            if name not in self._pools:
-                dsn = db.with_database(self._server_dsn, name)
-                await db.ensure_database(dsn)
-                pool = await db.create_pool(dsn, max_size=4)
-                async with pool.acquire() as conn:
-                    await conn.execute("SELECT pg_advisory_lock(hashtext('tenancy:setup'))")
-                    try:
-                        for statement in database_setup(name):
-                            await conn.execute(statement)
-                    finally:
-                        await conn.execute("SELECT pg_advisory_unlock(hashtext('tenancy:setup'))")
-                self._pools[name] = pool
-        return self._pools[name], name
+async def apply_migration(
+    conn: Connection, schema: str, migration: Migration, service_id: str
+) -> None:
+    try:
+        async with conn.transaction():  # a savepoint: the error names this migration
+            await execute_all(conn, migration_statements(schema, migration))
+    except asyncpg.PostgresError as error:
+        if isinstance(error, OUTAGE_ERRORS):
+            raise
+        raise IsolationFailed(
+            f"migration {migration.version} ({migration.description or 'no description'})"
+            f" of {service_id} failed: {type(error).__name__}: {error}"
+        ) from error
 
-    async def close(self) -> None:
-        for pool in self._pools.values():
-            await pool.close()
-        self._pools.clear()
+
+async def migrate_tenancy(
+    conn: Connection, tenancy_id: str, schema: str, manifest: ServiceManifest
+) -> list[int]:
+    """Apply the manifest's pending migrations to one tenancy's schema; returns all applied."""
+    migrations = Migrations(conn)
+    applied = await migrations.of_tenancy(tenancy_id)
+    for migration in manifest.migrations:
+        if migration.version not in applied:
+            await apply_migration(conn, schema, migration, manifest.id)
+            await migrations.record_for_tenancy(tenancy_id, migration.version)
+            applied.append(migration.version)
+    return sorted(applied)
+
+
+async def migrate_pooled_service(conn: Connection, manifest: ServiceManifest) -> list[int]:
+    """Pooled tables are the service's, migrated once; every table gets row-level security
+    and every live tenant role its grants, including tables a new migration just added."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"pooled:{manifest.id}")
+    await execute_all(conn, pooled_schema())
+    migrations = Migrations(conn)
+    applied = await migrations.of_service()
+    for migration in manifest.migrations:
+        if migration.version not in applied:
+            await apply_migration(conn, POOLED_SCHEMA, migration, manifest.id)
+            await migrations.record_for_service(migration.version)
+            applied.append(migration.version)
+    tables = await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename", POOLED_SCHEMA
+    )
+    for table in tables:
+        await execute_all(conn, row_level_security(table["tablename"]))
+    return sorted(applied)
 
 
 async def isolate(
     databases: ServiceDatabases, tenancy_id: str, manifest: ServiceManifest, connection_limit: int
 ) -> IsolationReadyData:
-    pool, database = await databases.pool_for(manifest.id)
-    names = TenantNames.for_tenancy(tenancy_id, database)
+    """Give a tenancy its role and its space, and bring it up to the manifest's migrations."""
+    pool, service_db = await databases.pool_for(manifest.id)
+    tier = manifest.isolation
+    names = TenantNames.for_tenancy(tenancy_id, tier, service_db)
     async with pool.acquire() as conn, conn.transaction():
         ledger = Ledger(conn)
         await ledger.lock_tenancy(tenancy_id)
         entry = await ledger.get(tenancy_id)
-        applied = entry.migrations if entry else []
+        if entry is not None and entry.removed_at is not None:
+            raise IsolationFailed(f"tenancy {tenancy_id} was offboarded from {manifest.id}")
         if entry is None:
             password = new_password()
-            for statement in schema_tier(names, scram_verifier(password), connection_limit):
-                await conn.execute(statement)
-            await ledger.add(tenancy_id, manifest.id, "schema", names.schema, names.role, password)
-        for migration in manifest.migrations:
-            if migration.version in applied:
-                continue
-            try:
-                for statement in migration_statements(names, migration):
-                    await conn.execute(statement)
-            except asyncpg.PostgresError as error:
-                if isinstance(error, OUTAGE_ERRORS):
-                    raise
-                raise IsolationFailed(
-                    f"migration {migration.version} ({migration.description or 'no description'})"
-                    f" of {manifest.id} failed: {type(error).__name__}: {error}"
-                ) from error
-            await ledger.record_migration(tenancy_id, migration.version)
-            applied = [*applied, migration.version]
+            await execute_all(conn, login_role(names, scram_verifier(password), connection_limit))
+            await ledger.add(
+                tenancy_id, manifest.id, tier, names.database, names.schema, names.role, password
+            )
+        if tier is IsolationTier.SCHEMA:
+            await execute_all(conn, own_schema(names))
+            applied = await migrate_tenancy(conn, tenancy_id, names.schema, manifest)
+        elif tier is IsolationTier.POOLED:
+            applied = await migrate_pooled_service(conn, manifest)
+            for role in {names.role, *await ledger.live_roles(manifest.id, tier)}:
+                await execute_all(conn, pooled_access(_as_role(names, role)))
+    if tier is IsolationTier.DATABASE:
+        # CREATE DATABASE cannot run in a transaction: the role and ledger entry are committed
+        # first, so a crash here is finished by the next delivery.
+        async with databases.tenant_database(names.database) as own, own.transaction():
+            await own.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"tenant:{tenancy_id}")
+            await execute_all(own, own_schema(names))
+            applied = await migrate_tenancy(own, tenancy_id, names.schema, manifest)
     return IsolationReadyData(
         service_id=manifest.id,
-        tier="schema",
-        database=database,
+        tier=tier,
+        database=names.database,
         schema_name=names.schema,
         role=names.role,
-        credentials_ref=f"isolation:{database}/{tenancy_id}",
+        credentials_ref=f"isolation:{service_db}/{tenancy_id}",
         migrations_applied=applied,
     )
+
+
+def _as_role(names: TenantNames, role: str) -> TenantNames:
+    return TenantNames(names.tier, names.service_database, names.database, names.schema, role)

@@ -12,10 +12,12 @@ from shared.events import (
     CloudEvent,
     IsolationReady,
     MeteringEnabled,
+    OffboardingRequested,
     OnboardingRequested,
     Step,
     StepFailed,
     TenancyFailed,
+    TenancyOffboarded,
     TenancyProvisioned,
     TenancyRegistered,
 )
@@ -25,6 +27,7 @@ from shared.worker import Worker
 
 def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
     worker.publishes(TenancyRegistered, TenancyProvisioned, TenancyFailed)
+    worker.publishes(OffboardingRequested, TenancyOffboarded)
 
     async def complete(event: CloudEvent, step: Step, detail: dict[str, Any]) -> None:
         async with worker.uow.transaction(event) as tx:

@@ -1,0 +1,36 @@
+"""What every ``tenancy`` command shares: consoles, errors, settings and the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cli.context import Unreachable
+from cli.settings import CliSettings
+from shared.logging import configure_logging
+
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TERMINAL_STATES = {"active", "failed", "offboarded"}
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def settings() -> CliSettings:
+    configure_logging("cli", "WARNING", "console")
+    return CliSettings()
+
+
+def run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except Unreachable as error:
+        raise fail(str(error)) from None
