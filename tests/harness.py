@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
@@ -204,19 +203,35 @@ def _cli_settings() -> type[Any]:
     return CliSettings
 
 
+def subscriptions(slice_: Slice) -> dict[str, str]:
+    """Every consumer group of the four workers and the topic it reads, from the workers'
+    own subscribers (a group the broker has not seen commit yet is not listed by it)."""
+    from services.branding.app import build as branding
+    from services.branding.settings import BrandingSettings
+    from services.isolation.app import build as isolation
+    from services.isolation.settings import IsolationSettings
+    from services.metering.app import build as metering
+    from services.metering.settings import MeteringSettings
+    from services.onboarding.app import build as onboarding
+    from services.onboarding.settings import OnboardingSettings
+
+    workers = [
+        onboarding(slice_.settings(OnboardingSettings)),
+        isolation(slice_.settings(IsolationSettings)),
+        branding(slice_.settings(BrandingSettings)),
+        metering(slice_.settings(MeteringSettings)),
+    ]
+    return {
+        subscriber.group_id: subscriber.topics[0].name
+        for worker in workers
+        for subscriber in worker.broker.subscribers
+    }
+
+
 async def drained(slice_: Slice, wait_seconds: float = 20.0) -> None:
     """Wait until every consumer group of the slice has committed up to the end of its topic:
     every event published so far has been handled, and its effects are durable."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=slice_.bootstrap)
-    await admin.start()
-    try:
-        groups = [
-            g[0]
-            for g in await admin.list_consumer_groups()
-            if g[0].startswith(f"{slice_.prefix}tenancy-")
-        ]
-    finally:
-        await admin.close()
+    groups = subscriptions(slice_)
     # One non-joining consumer per group reads its committed offsets (Tansu does not answer
     # the admin client's all-topics OffsetFetch).
     consumers = {
@@ -232,7 +247,7 @@ async def drained(slice_: Slice, wait_seconds: float = 20.0) -> None:
         while True:
             behind = []
             for group, consumer in consumers.items():
-                topic = slice_.prefix + group.split(".", 1)[1].split(".", 1)[1]
+                topic = groups[group]
                 tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
                 ends = await consumer.end_offsets(tps)
                 for tp in tps:
