@@ -2,8 +2,103 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+import uuid
+from typing import Annotated, Any
+
 import typer
+
+from cli.common import JsonFlag, err, fail, out, run, settings
+from cli.context import database, onboarding_unit_of_work
+from services.onboarding.repository import TenancyRepository
+from services.onboarding.service import RequestRefused, request_offboarding
+from shared.tracing import configure_tracing, shutdown_tracing, tracer
+
+# Where following an offboarding stops: done, or failed with the reason.
+FINISHED = {"offboarded", "failed"}
 
 
 def register(app: typer.Typer) -> None:
     """Add this feature's commands to the ``tenancy`` application."""
+    app.command()(offboard)
+
+
+def offboard(
+    tenancy_id: Annotated[str, typer.Argument(help="The tenancy id printed by onboard.")],
+    reason: Annotated[str, typer.Option(help="Why the council leaves (kept in the event).")] = "",
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the export and removal to finish.")
+    ] = 0.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export a tenancy's data (CSV per table, with a manifest of row counts and checksums, in
+    one zip), then remove its schema, database or rows and its role."""
+    try:
+        tenancy_id = str(uuid.UUID(tenancy_id))
+    except ValueError:
+        raise fail(f"tenancy id: {tenancy_id!r} is not a tenancy id (a UUID)") from None
+    if len(reason) > 500:
+        raise fail("reason: at most 500 characters")
+    config = settings()
+
+    async def submit() -> None:
+        configure_tracing("cli", config.otel_exporter_otlp_endpoint, config.spans_file)
+        try:
+            with tracer().start_as_current_span(
+                "tenancy offboard", attributes={"tenancy.id": tenancy_id}
+            ):
+                async with (
+                    database(config) as pool,
+                    onboarding_unit_of_work(config, pool) as uow,
+                    uow.transaction() as tx,
+                ):
+                    await request_offboarding(tx, tenancy_id, source="tenancy/cli", reason=reason)
+        finally:
+            shutdown_tracing()
+
+    async def follow() -> dict[str, Any] | None:
+        deadline = time.monotonic() + wait
+        async with database(config) as pool:
+            while True:
+                async with pool.acquire() as conn:
+                    found = await TenancyRepository(conn).status(tenancy_id)
+                if found is None or found["state"] in FINISHED or time.monotonic() >= deadline:
+                    return found
+                await asyncio.sleep(0.1)
+
+    try:
+        run(submit())
+    except RequestRefused as refusal:
+        if as_json:
+            print(json.dumps({"error": str(refusal)}))
+        raise fail(f"request refused: {refusal}") from None
+    if wait <= 0:
+        if as_json:
+            print(json.dumps({"id": tenancy_id, "state": "offboarding"}))
+        else:
+            out.print(f"accepted: tenancy [bold]{tenancy_id}[/] is being offboarded")
+            out.print(f"follow it with: tenancy status {tenancy_id} --wait 30")
+        return
+
+    found = run(follow())
+    if found is None:  # it was there a moment ago: someone removed the record
+        raise fail(f"no tenancy {tenancy_id}")
+    summary = {
+        key: found[key]
+        for key in ("id", "state", "offboarded_at", "archive", "archive_sha256", "reason")
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    elif found["state"] == "offboarded":
+        out.print(f"offboarded: tenancy [bold]{tenancy_id}[/]")
+        out.print(f"  archive: {found['archive']}", highlight=False, soft_wrap=True)
+        out.print(f"  sha256:  {found['archive_sha256']}", highlight=False, soft_wrap=True)
+    if found["state"] == "failed":
+        raise fail(f"offboarding failed at {found['failed_step']}: {found['reason']}", code=3)
+    if found["state"] != "offboarded":
+        err.print(
+            f"still {found['state']} after {wait:g}s; follow it with: tenancy status {tenancy_id}"
+        )
+        raise typer.Exit(2)

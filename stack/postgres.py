@@ -147,6 +147,7 @@ class EmbeddedPostgres:
             run_as = _prepare_root_run_as() if os.geteuid() == 0 else None
             self._prepare_data_dir(run_as)
             self._initdb_if_needed(run_as)
+            self._write_hba(run_as)
             self._start_server(run_as)
             # Children live in their own session, so nothing else stops them when the
             # interpreter exits; this covers owners that forget stop() or crash out.
@@ -250,6 +251,23 @@ class EmbeddedPostgres:
             fh.write(output)
         if run_as is not None:
             os.chown(self.log_path, run_as.uid, run_as.gid)
+
+    def _write_hba(self, run_as: _RunAs | None) -> None:
+        """Only the platform's superuser is trusted, and only from this machine; every other
+        role (each tenancy's login) must present its password, or isolation means nothing.
+        Rewritten at each start so data directories made before this rule get it too."""
+        hba = self._data_dir / "pg_hba.conf"
+        hba.write_text(
+            "# Written by stack/postgres.py at each start.\n"
+            f"local all {PG_SUPERUSER} trust\n"
+            f"host  all {PG_SUPERUSER} 127.0.0.1/32 trust\n"
+            f"host  all {PG_SUPERUSER} ::1/128 trust\n"
+            "local all all scram-sha-256\n"
+            "host  all all 127.0.0.1/32 scram-sha-256\n"
+            "host  all all ::1/128 scram-sha-256\n"
+        )
+        if run_as is not None:
+            os.chown(hba, run_as.uid, run_as.gid)
 
     def _start_server(self, run_as: _RunAs | None) -> None:
         log_path = self.log_path

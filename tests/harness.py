@@ -316,3 +316,62 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+async def cli(
+    slice_: Slice, *args: str, env: dict[str, str] | None = None, timeout: float = 180.0
+) -> subprocess.CompletedProcess[str]:
+    """The ``tenancy`` command as an operator runs it, in a thread: the in-process workers
+    share this event loop and must keep running."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "cli.main", *args],
+        env={**os.environ, **slice_.env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+async def onboarded(client: Client, service: str, councils: tuple[str, ...]) -> list[str]:
+    """Onboard councils into a service and wait until every one is active."""
+    tenancies = [await client.onboard(council, service=service) for council in councils]
+    for tenancy_id in tenancies:
+        found = await client.wait_for(tenancy_id)
+        assert found["state"] == "active", found
+    return tenancies
+
+
+async def events_on(slice_: Slice, topic: Topic) -> list[dict[str, Any]]:
+    """Every event published so far on one of the slice's topics, with its headers."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=slice_.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(slice_.topic(topic), p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: list[dict[str, Any]] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [
+                    {
+                        "value": record.value.decode(),
+                        "headers": {k: v.decode() for k, v in record.headers},
+                    }
+                    for record in records
+                ]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def offboard(client: Client, tenancy_id: str, reason: str = "") -> None:
+    """Ask for a tenancy to be offboarded, exactly as ``tenancy offboard`` does: recorded in a
+    unit of work on onboarding's outbox, in a trace of its own."""
+    from services.onboarding.service import request_offboarding
+
+    with root_trace():
+        async with client.uow().transaction() as tx:
+            await request_offboarding(tx, tenancy_id, source="tests", reason=reason)

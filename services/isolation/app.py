@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from faststream import FastStream
 
 from services.isolation import handlers
@@ -8,7 +10,7 @@ from services.isolation.settings import IsolationSettings
 from shared.db import database_name
 from shared.worker import Worker, build_worker, create_app, fail_step_on_dead_letter
 
-MIGRATIONS = None
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(settings: IsolationSettings | None = None) -> Worker:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.isolation import migrations, offboarding, rotation
+from services.isolation import offboarding, rollout, rotation
 from services.isolation.databases import ServiceDatabases
 from services.isolation.service import IsolationFailed, isolate
 from shared.events import (
@@ -61,7 +61,7 @@ def register(
         async with worker.uow.transaction(event) as tx:
             if tx.duplicate:
                 return
-            result = await migrations.migrate(databases, event.subject, event.data, tx.conn)
+            result = await rollout.migrate(databases, event.subject, event.data, tx.conn)
             tx.emit(TenancyMigrated.new(source=SOURCE, subject=event.subject, data=result))
 
     @worker.subscriber(Topic.CREDENTIALS_ROTATION_REQUESTED)
@@ -70,4 +70,5 @@ def register(
             if tx.duplicate:
                 return
             rotated = await rotation.rotate(databases, event.subject, event.data.service_id)
-            tx.emit(CredentialsRotated.new(source=SOURCE, subject=event.subject, data=rotated))
+            if rotated is not None:
+                tx.emit(CredentialsRotated.new(source=SOURCE, subject=event.subject, data=rotated))

@@ -13,6 +13,8 @@ class State(StrEnum):
     REGISTERED = "registered"
     ACTIVE = "active"
     FAILED = "failed"
+    OFFBOARDING = "offboarding"
+    OFFBOARDED = "offboarded"
 
 
 class StepStatus(StrEnum):
@@ -20,6 +22,10 @@ class StepStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
 
+
+# The steps offboarding depends on: isolation exports and removes, onboarding records the end.
+# A late failure of any other step no longer matters to a tenancy that is leaving.
+OFFBOARDING_STEPS = frozenset({"isolation", "onboarding"})
 
 STEP_DONE_LABEL: dict[Step, str] = {
     "isolation": "isolation ready",
@@ -37,6 +43,8 @@ class Tenancy:
     steps: dict[str, StepStatus] = field(default_factory=dict)
     failed_step: str | None = None
     reason: str | None = None
+    archive: str | None = None
+    archive_sha256: str | None = None
 
     def register(self) -> None:
         if self.state is State.REQUESTED:
@@ -60,11 +68,47 @@ class Tenancy:
 
     def fail(self, step: str, reason: str) -> bool:
         """Record a failed step; True when this is the tenancy's first failure."""
+        if self.state is State.OFFBOARDED:
+            return False  # nothing is left that could fail
         if step in STEPS:
             self.steps[step] = StepStatus.FAILED
         if self.state in (State.ACTIVE, State.FAILED):
             return False
+        if self.state is State.OFFBOARDING and step not in OFFBOARDING_STEPS:
+            return False
         self.state = State.FAILED
         self.failed_step = step
         self.reason = reason
+        return True
+
+    def offboarding_refusal(self) -> str | None:
+        """Why this tenancy cannot be offboarded now, or None when it can."""
+        if self.state is State.OFFBOARDING:
+            return f"tenancy {self.id} is already being offboarded"
+        if self.state is State.OFFBOARDED:
+            return f"tenancy {self.id} is already offboarded (archive: {self.archive})"
+        if self.state is State.FAILED and self.failed_step == "request":
+            # Refused before anything was created: there is nothing to export or remove.
+            return f"tenancy {self.id} was refused when requested and holds no data"
+        if self.state not in (State.ACTIVE, State.FAILED):
+            return (
+                f"tenancy {self.id} is still being provisioned ({self.state});"
+                " offboard it once it is active or failed"
+            )
+        return None
+
+    def start_offboarding(self) -> None:
+        if self.offboarding_refusal() is None:
+            self.state = State.OFFBOARDING
+
+    def offboarded(self, archive: str, archive_sha256: str) -> bool:
+        """Record that the tenancy's data was exported and removed; True the first time.
+
+        Accepted in any state: the removal is a fact, even if a failure was recorded since.
+        """
+        if self.state is State.OFFBOARDED:
+            return False
+        self.state = State.OFFBOARDED
+        self.archive = archive
+        self.archive_sha256 = archive_sha256
         return True

@@ -11,6 +11,7 @@ from shared.events import (
     BrandingApplied,
     CloudEvent,
     IsolationReady,
+    IsolationRemoved,
     MeteringEnabled,
     OffboardingRequested,
     OnboardingRequested,
@@ -58,3 +59,9 @@ def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
         async with worker.uow.transaction(event) as tx:
             if not tx.duplicate:
                 await service.step_failed(tx, event.subject, event.data.step, event.data.reason)
+
+    @worker.subscriber(Topic.ISOLATION_REMOVED)
+    async def on_isolation_removed(event: IsolationRemoved) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await service.isolation_removed(tx, event.subject, event.data)

@@ -75,8 +75,8 @@ class TenancyRepository:
     async def lock(self, tenancy_id: str) -> Tenancy | None:
         """Load a tenancy for change; the row lock serialises step results arriving together."""
         row = await self.conn.fetchrow(
-            "SELECT id::text, council_gss, service_id, state, failed_step, reason"
-            " FROM onboarding.tenancies WHERE id = $1 FOR UPDATE",
+            "SELECT id::text, council_gss, service_id, state, failed_step, reason, archive,"
+            " archive_sha256 FROM onboarding.tenancies WHERE id = $1 FOR UPDATE",
             tenancy_id,
         )
         if row is None:
@@ -92,6 +92,8 @@ class TenancyRepository:
             steps={s["step"]: StepStatus(s["status"]) for s in steps},
             failed_step=row["failed_step"],
             reason=row["reason"],
+            archive=row["archive"],
+            archive_sha256=row["archive_sha256"],
         )
 
     async def save(
@@ -100,20 +102,7 @@ class TenancyRepository:
         changed_step: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await self.conn.execute(
-            "UPDATE onboarding.tenancies SET state = $2, failed_step = $3, reason = $4,"
-            " registered_at = CASE WHEN $2 = 'registered'"
-            "   THEN coalesce(registered_at, now()) ELSE registered_at END,"
-            " active_at = CASE WHEN $2 = 'active'"
-            "   THEN coalesce(active_at, now()) ELSE active_at END,"
-            " failed_at = CASE WHEN $2 = 'failed'"
-            "   THEN coalesce(failed_at, now()) ELSE failed_at END,"
-            " updated_at = now() WHERE id = $1",
-            tenancy.id,
-            tenancy.state.value,
-            tenancy.failed_step,
-            tenancy.reason,
-        )
+        await self.save_state(tenancy)
         steps = [changed_step] if changed_step else list(tenancy.steps)
         await self.conn.executemany(
             "INSERT INTO onboarding.tenancy_steps (tenancy_id, step, status, detail)"
@@ -126,6 +115,30 @@ class TenancyRepository:
             ],
         )
 
+    async def save_state(self, tenancy: Tenancy) -> None:
+        """The tenancy's own row only: its steps, their details and times stay as they were."""
+        await self.conn.execute(
+            "UPDATE onboarding.tenancies SET state = $2, failed_step = $3, reason = $4,"
+            " registered_at = CASE WHEN $2 = 'registered'"
+            "   THEN coalesce(registered_at, now()) ELSE registered_at END,"
+            " active_at = CASE WHEN $2 = 'active'"
+            "   THEN coalesce(active_at, now()) ELSE active_at END,"
+            " failed_at = CASE WHEN $2 = 'failed'"
+            "   THEN coalesce(failed_at, now()) ELSE failed_at END,"
+            " offboarding_at = CASE WHEN $2 = 'offboarding'"
+            "   THEN coalesce(offboarding_at, now()) ELSE offboarding_at END,"
+            " offboarded_at = CASE WHEN $2 = 'offboarded'"
+            "   THEN coalesce(offboarded_at, now()) ELSE offboarded_at END,"
+            " archive = $5, archive_sha256 = $6,"
+            " updated_at = now() WHERE id = $1",
+            tenancy.id,
+            tenancy.state.value,
+            tenancy.failed_step,
+            tenancy.reason,
+            tenancy.archive,
+            tenancy.archive_sha256,
+        )
+
     async def brand_of(self, tenancy_id: str) -> dict[str, Any] | None:
         value: dict[str, Any] | None = await self.conn.fetchval(
             "SELECT brand FROM onboarding.tenancies WHERE id = $1", tenancy_id
@@ -135,8 +148,8 @@ class TenancyRepository:
     async def status(self, tenancy_id: str) -> dict[str, Any] | None:
         row = await self.conn.fetchrow(
             "SELECT id::text, council_gss, council_name, service_id, state, failed_step, reason,"
-            " requested_at, registered_at, active_at, failed_at, updated_at"
-            " FROM onboarding.tenancies WHERE id = $1",
+            " requested_at, registered_at, active_at, failed_at, offboarding_at, offboarded_at,"
+            " archive, archive_sha256, updated_at FROM onboarding.tenancies WHERE id = $1",
             tenancy_id,
         )
         if row is None:
@@ -162,6 +175,10 @@ class TenancyRepository:
             "registered_at": iso(row["registered_at"]),
             "active_at": iso(row["active_at"]),
             "failed_at": iso(row["failed_at"]),
+            "offboarding_at": iso(row["offboarding_at"]),
+            "offboarded_at": iso(row["offboarded_at"]),
+            "archive": row["archive"],
+            "archive_sha256": row["archive_sha256"],
             "steps": [
                 {
                     "step": s["step"],

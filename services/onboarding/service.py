@@ -13,11 +13,16 @@ from shared.events import (
     Colours,
     Contact,
     Council,
+    IsolationRemovedData,
+    OffboardingRequested,
+    OffboardingRequestedData,
     OnboardingRequested,
     OnboardingRequestedData,
     Step,
     TenancyFailed,
     TenancyFailedData,
+    TenancyOffboarded,
+    TenancyOffboardedData,
     TenancyProvisioned,
     TenancyProvisionedData,
     TenancyRegistered,
@@ -163,6 +168,40 @@ async def step_failed(tx: Transaction, tenancy_id: str, step: str, reason: str) 
     await tenancies.save(tenancy, changed_step=step, detail={"reason": reason})
     if first_failure:
         tx.emit(_failed(tenancy.id, step, reason))
+
+
+async def request_offboarding(
+    tx: Transaction, tenancy_id: str, source: str, reason: str = ""
+) -> None:
+    """Record that a council leaves its service and queue the request to export and remove
+    its data; refused unless the tenancy is active or failed."""
+    tenancies = TenancyRepository(tx.conn)
+    tenancy = await tenancies.lock(tenancy_id)
+    if tenancy is None:
+        raise RequestRefused(f"tenancy: no tenancy {tenancy_id}")
+    refusal = tenancy.offboarding_refusal()
+    if refusal is not None:
+        raise RequestRefused(refusal)
+    manifest = await CatalogueRepository(tx.conn).get(tenancy.service_id)
+    if manifest is None:
+        raise RequestRefused(f"service: {tenancy.service_id!r} is no longer in the catalogue")
+    tenancy.start_offboarding()
+    await tenancies.save_state(tenancy)
+    data = OffboardingRequestedData(service=manifest, reason=reason)
+    tx.emit(OffboardingRequested.new(source=source, subject=tenancy.id, data=data))
+
+
+async def isolation_removed(
+    tx: Transaction, tenancy_id: str, removed: IsolationRemovedData
+) -> None:
+    tenancies = TenancyRepository(tx.conn)
+    tenancy = await tenancies.lock(tenancy_id)
+    if tenancy is None:
+        return
+    if tenancy.offboarded(removed.archive, removed.archive_sha256):
+        await tenancies.save_state(tenancy)
+        data = TenancyOffboardedData(archive=removed.archive, archive_sha256=removed.archive_sha256)
+        tx.emit(TenancyOffboarded.new(source=SOURCE, subject=tenancy.id, data=data))
 
 
 def _failed(tenancy_id: str, step: str, reason: str) -> TenancyFailed:
