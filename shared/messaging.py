@@ -12,7 +12,9 @@ How a failing event is treated depends on why it fails:
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,7 +40,9 @@ from shared.tracing import continued_from, current_trace_id, tracer
 log = get_logger(__name__)
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
@@ -47,6 +51,32 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     KafkaTimeoutError,
     asyncio.TimeoutError,
 )
+
+
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    }
+)
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database or broker is unreachable: wait and retry, never dead-letter.
+
+    Other OS errors (a full disk, a missing folder) are not outages: retrying would hide them.
+    """
+    if isinstance(error, OUTAGE_ERRORS):
+        return True
+    # asyncpg reports a refused connection to a host with several addresses as a bare OSError.
+    return isinstance(error, OSError) and (
+        error.errno in _NETWORK_ERRNOS or str(error).startswith("Multiple exceptions")
+    )
 
 
 class PermanentError(Exception):
@@ -233,15 +263,17 @@ class EventMiddleware(BaseMiddleware):
                 result = await call_next(msg)
                 self._outage_streak[self.worker] = 0
                 return result
-            except OUTAGE_ERRORS as error:
-                streak = self._outage_streak.get(self.worker, 0) + 1
-                self._outage_streak[self.worker] = streak
-                delay = min(0.2 * 2**streak, 10.0)
-                log.warning("outage; event will be redelivered", error=str(error), retry_in=delay)
-                span.set_status(Status(StatusCode.ERROR, "outage"))
-                await asyncio.sleep(delay)
-                raise
             except Exception as error:
+                if is_outage(error):
+                    streak = self._outage_streak.get(self.worker, 0) + 1
+                    self._outage_streak[self.worker] = streak
+                    delay = min(0.2 * 2**streak, 10.0)
+                    log.warning(
+                        "outage; event will be redelivered", error=str(error), retry_in=delay
+                    )
+                    span.set_status(Status(StatusCode.ERROR, "outage"))
+                    await asyncio.sleep(delay)
+                    raise
                 if attempt < self.attempts and not isinstance(error, PERMANENT_ERRORS):
                     log.warning("handler failed; retrying", error=str(error), attempt=attempt)
                     await asyncio.sleep(0.1 * attempt)
@@ -250,9 +282,9 @@ class EventMiddleware(BaseMiddleware):
                 span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
                 try:
                     await self.dead_letters.record(msg, error)
-                except OUTAGE_ERRORS:
-                    raise
-                except Exception:
+                except Exception as failure:
+                    if is_outage(failure):
+                        raise
                     # Never drop an event we could not even dead-letter: say so loudly and
                     # let it be redelivered after a pause.
                     log.exception("dead-lettering failed; event will be redelivered")

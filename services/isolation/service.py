@@ -25,7 +25,7 @@ from services.isolation.repository import Ledger, Migrations
 from shared.catalogue import IsolationTier, Migration, ServiceManifest
 from shared.db import Connection
 from shared.events import IsolationReadyData
-from shared.messaging import OUTAGE_ERRORS
+from shared.messaging import is_outage
 
 
 class IsolationFailed(Exception):
@@ -44,7 +44,7 @@ async def apply_migration(
         async with conn.transaction():  # a savepoint: the error names this migration
             await execute_all(conn, migration_statements(schema, migration))
     except asyncpg.PostgresError as error:
-        if isinstance(error, OUTAGE_ERRORS):
+        if is_outage(error):
             raise
         raise IsolationFailed(
             f"migration {migration.version} ({migration.description or 'no description'})"

@@ -15,6 +15,7 @@ log = get_logger(__name__)
 TRIGGER = {
     "requested": Topic.ONBOARDING_REQUESTED.event_type,
     "registered": Topic.TENANCY_REGISTERED.event_type,
+    "offboarding": Topic.OFFBOARDING_REQUESTED.event_type,
 }
 
 
@@ -23,7 +24,7 @@ async def redrive_once(uow: UnitOfWork, after_seconds: float, max_attempts: int)
     async with uow.transaction() as tx:
         stalled = await tx.conn.fetch(
             "SELECT id::text, state, redrive_attempts FROM onboarding.tenancies"
-            " WHERE state IN ('requested', 'registered')"
+            " WHERE state IN ('requested', 'registered', 'offboarding')"
             " AND updated_at < now() - make_interval(secs => $1)"
             " ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
             after_seconds,
