@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test install lint asyncapi clean
+.PHONY: run test bench install lint asyncapi clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tenancy needs Python 3.11 or newer (set PYTHON=...)")'
@@ -22,6 +22,10 @@ run: $(INSTALLED)
 ## Run the whole test suite against a broker and database it starts itself.
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+## Measure the system against its raw floor; results go to .tenancy/bench/results.json.
+bench: $(INSTALLED)
+	$(PY) -m bench
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,838 @@
+"""Scenario ``isolation``: provision tenancies in the schema tier, and the same SQL run raw.
+
+*System*: the isolation worker runs in a fresh Python process (its own interpreter per repeat,
+so every repeat starts alike: tracing, for one, can be set up only once per process) next to a
+load generator in the same event loop. The generator publishes ``TenancyRegistered`` events to
+``onboarding.registered`` with a raw aiokafka producer, ``batch`` at once, and publishes the next
+batch once every tenancy of the previous one has its ``isolation.ready`` event, which a raw
+aiokafka consumer watches (matching on the key, the tenancy id).
+
+*Floor*: what :func:`services.isolation.service.isolate` runs on the service database for one
+schema-tier tenancy (advisory lock, ledger look-up, SCRAM verifier and login role, ledger entry,
+own schema and grants, migrations in savepoints, migration ledger), executed directly with asyncpg
+in one loop on one connection, one transaction per tenancy.
+
+Both run on the same embedded PostgreSQL, each measurement on a cluster emptied of the previous
+one's databases and roles (roles are cluster-wide, so they would otherwise carry over); the order
+of system and floor alternates between repeats. The catalog grows with every schema, table and
+role: per-tenancy time over the first and the last window shows whether that costs anything.
+
+``python -m bench.isolation CONFIG OUT`` is the system run's child process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.common import (
+    Figure,
+    Laps,
+    Options,
+    cpu_snapshot,
+    figure,
+    machine_facts,
+    now_iso,
+    other_cpu_share,
+    per_item,
+    percentile,
+    series,
+    window_size,
+)
+from shared import db
+from shared.catalogue import ServiceManifest, load_manifest
+from shared.identifiers import quote_ident, service_database_name
+from shared.settings import REPO_ROOT
+
+NAME = "isolation"
+DESCRIPTION = "provision tenancies in the schema tier: isolation worker vs the same SQL run raw"
+MANIFEST = REPO_ROOT / "catalogue" / "bin-collections.yaml"
+# Ports of the machine's own services, never used by the embedded ones.
+RESERVED_PORTS = frozenset({5432, 9092})
+
+
+@dataclass(frozen=True)
+class Plan:
+    tenancies: int
+    repeat: int
+    batch: int
+    warmup: int
+    window: int
+
+    @classmethod
+    def from_options(cls, options: Options) -> Plan:
+        tenancies, repeat, batch, warmup = (50, 1, 50, 2) if options.quick else (1000, 3, 100, 5)
+        tenancies = options.tenancies or tenancies
+        if tenancies < 4:
+            raise ValueError("--tenancies must be at least 4 (two windows of two)")
+        return cls(
+            tenancies=tenancies,
+            repeat=options.repeat or repeat,
+            batch=min(options.batch or batch, tenancies),
+            warmup=warmup,
+            window=window_size(tenancies),
+        )
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be completed; no figure is better than a wrong one."""
+
+
+# -- the scenario -------------------------------------------------------------------------------
+
+
+def run(options: Options) -> dict[str, Any]:
+    from stack.broker import EmbeddedBroker
+    from stack.postgres import EmbeddedPostgres
+
+    plan = Plan.from_options(options)
+    load = list(os.getloadavg())  # before this benchmark adds its own
+    with tempfile.TemporaryDirectory(prefix="tenancy-bench-") as tmp:
+        root = Path(tmp)
+        with (
+            EmbeddedPostgres(root / "pgdata", durable=False) as postgres,
+            EmbeddedBroker(root / "broker") as broker,
+        ):
+            if {postgres.port, broker.port} & RESERVED_PORTS:
+                raise BenchError("an embedded server landed on a reserved port; run again")
+            measured = asyncio.run(
+                _measure(plan, postgres.dsn("postgres"), broker.bootstrap_servers, root)
+            )
+    measured["load_average_at_start"] = load
+    return _result(plan, measured)
+
+
+async def _measure(plan: Plan, server: str, bootstrap: str, root: Path) -> dict[str, Any]:
+    facts = await _server_facts(server)
+    repeats: list[dict[str, Any]] = []
+    for index in range(plan.repeat):
+        order = ("system", "floor") if index % 2 == 0 else ("floor", "system")
+        repeat: dict[str, Any] = {"order": list(order)}
+        for kind in order:
+            await _empty_cluster(server)
+            before = cpu_snapshot()
+            if kind == "system":
+                repeat[kind] = await _system(plan, server, bootstrap, root, index)
+            else:
+                repeat[kind] = await _floor(plan, server, index)
+            repeat[kind]["other_cpu_share"] = other_cpu_share(before, cpu_snapshot())
+        repeats.append(repeat)
+    await _empty_cluster(server)
+    return {"server": facts, "repeats": repeats}
+
+
+# -- the system: the isolation worker behind Kafka ----------------------------------------------
+
+
+async def _system(
+    plan: Plan, server: str, bootstrap: str, root: Path, index: int
+) -> dict[str, Any]:
+    """Run one system measurement in a child process; returns its timings and catalog facts."""
+    folder = root / f"system-{index}"
+    folder.mkdir()
+    platform_db = f"bench_r{index}"
+    config = {
+        "bootstrap": bootstrap,
+        "database_url": db.with_database(server, platform_db),
+        "topic_prefix": f"bench{index}.",
+        "tenancies": plan.tenancies,
+        "batch": plan.batch,
+        "warmup": plan.warmup,
+        "root": str(folder),
+        "manifest": str(MANIFEST),
+    }
+    config_file, out_file, log_file = (folder / n for n in ("config.json", "out.json", "log"))
+    config_file.write_text(json.dumps(config))
+    with log_file.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.isolation",
+            str(config_file),
+            str(out_file),
+            cwd=REPO_ROOT,
+            env=_child_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout=300 + plan.tenancies)
+        except TimeoutError:
+            code = None
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await proc.wait()
+    if code != 0:
+        tail = log_file.read_text(errors="replace")[-4000:]
+        raise BenchError(f"system run {index} failed (exit {code}); its output ends:\n{tail}")
+    measured: dict[str, Any] = json.loads(out_file.read_text())
+    manifest = load_manifest(MANIFEST)
+    measured["catalog"] = await _catalog(server, service_database_name(platform_db, manifest.id))
+    return measured
+
+
+def _child_env() -> dict[str, str]:
+    """The parent's environment without anything that would change the worker's settings."""
+    from services.isolation.settings import IsolationSettings
+
+    fields = {name.upper() for name in IsolationSettings.model_fields}
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key.upper() not in fields and not key.startswith(("OTEL_", "PG", "TENANCY_"))
+    }
+
+
+def child_main(argv: Sequence[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m bench.isolation CONFIG OUT", file=sys.stderr)
+        return 2
+    config = json.loads(Path(argv[0]).read_text())
+    result = asyncio.run(_system_run(config))
+    Path(argv[1]).write_text(json.dumps(result))
+    return 0
+
+
+async def _system_run(config: dict[str, Any]) -> dict[str, Any]:
+    from aiokafka import AIOKafkaProducer
+
+    from services.isolation import app as isolation_app
+    from services.isolation.settings import IsolationSettings
+    from shared.logging import configure_logging
+    from shared.topics import Topic
+    from shared.worker import running
+
+    root = Path(config["root"])
+    configure_logging("isolation", "WARNING", "json")
+    values: dict[str, Any] = {
+        "_env_file": None,  # not .tenancy/stack.env: this worker's servers are the bench's
+        "kafka_bootstrap_servers": config["bootstrap"],
+        "database_url": config["database_url"],
+        "topic_prefix": config["topic_prefix"],
+        # Tansu answers a group join after half the session timeout: a quick start, as in
+        # the tests; it plays no part once the consumers have joined.
+        "kafka_session_timeout_ms": 2000,
+        "spans_file": root / "spans.jsonl",
+        "assets_dir": root / "assets",
+        "exports_dir": root / "exports",
+        "log_level": "WARNING",
+    }
+    settings = IsolationSettings(**values)
+    manifest = load_manifest(Path(config["manifest"]))
+    warmup, total = config["warmup"], config["warmup"] + config["tenancies"]
+    ids = [str(uuid.uuid4()) for _ in range(total)]
+    payloads = {tid: _registered(tid, manifest) for tid in ids}
+    registered = settings.topic(Topic.TENANCY_REGISTERED.value)
+    watched = {
+        settings.topic(Topic.ISOLATION_READY.value): "ready",
+        settings.topic(Topic.STEP_FAILED.value): "failed",
+    }
+
+    worker = isolation_app.build(settings)
+    began = time.perf_counter()
+    published: dict[str, float] = {}
+    async with running(worker, isolation_app.MIGRATIONS):
+        await worker.broker.start()
+        try:
+            startup = time.perf_counter() - began
+            watcher = Watcher(config["bootstrap"], watched)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=config["bootstrap"], acks="all", client_id="bench-load"
+            )
+            await watcher.start()
+            await producer.start()
+            try:
+                for number, batch in enumerate(
+                    [ids[:warmup], *_chunks(ids[warmup:], config["batch"])]
+                ):
+                    sent = []
+                    for tid in batch:
+                        published[tid] = time.perf_counter()
+                        sent.append(
+                            await producer.send(
+                                registered,
+                                payloads[tid],
+                                key=tid.encode(),
+                                headers=[("content-type", b"application/json")],
+                            )
+                        )
+                    await asyncio.gather(*sent)
+                    await watcher.wait_for(batch, within=120 + len(batch), what=f"batch {number}")
+            finally:
+                await producer.stop()
+                await watcher.stop()
+        finally:
+            await worker.broker.stop()
+
+    measured = ids[warmup:]
+    origin = published[measured[0]]
+    spans = _handler_spans(settings.spans_file, registered)
+    return {
+        "startup_seconds": startup,
+        "published": [published[t] - origin for t in measured],
+        "ready": [watcher.seen[t] - origin for t in measured],
+        "handler_seconds": [spans.get(t) for t in measured],
+    }
+
+
+def _registered(tenancy_id: str, manifest: ServiceManifest) -> bytes:
+    from shared.events import Brand, Colours, Council, TenancyRegistered, TenancyRegisteredData
+
+    event = TenancyRegistered.new(
+        source="tenancy/bench",
+        subject=tenancy_id,
+        data=TenancyRegisteredData(
+            council=Council(gss="E09000012", name="Hackney", nation="England"),
+            service=manifest,
+            brand=Brand(name="Hackney Council", colours=Colours(primary="#00664F")),
+        ),
+    )
+    return event.model_dump_json().encode()
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _handler_spans(spans_file: Path, topic: str) -> dict[str, float]:
+    """How long the worker spent on each tenancy's event: its consumer span, from the event
+    reaching the middleware to the results published after the commit."""
+    name = f"isolation consume {topic}"
+    out: dict[str, float] = {}
+    if not spans_file.exists():
+        return out
+    with spans_file.open() as lines:
+        for line in lines:
+            span = json.loads(line)
+            if span.get("name") == name and span.get("end_ns") and span.get("start_ns"):
+                tenancy = span.get("attributes", {}).get("tenancy.id")
+                if tenancy:
+                    out[tenancy] = (span["end_ns"] - span["start_ns"]) / 1e9
+    return out
+
+
+class Watcher:
+    """Notes the moment each tenancy's result appears on the watched topics (raw consumer,
+    no group: every partition assigned, read from the beginning)."""
+
+    def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self.topics = topics
+        self.seen: dict[str, float] = {}
+        self.failed: dict[str, str] = {}
+        self._changed = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=10,
+            client_id="bench-watch",
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from aiokafka import TopicPartition
+
+        from shared.topics import PARTITIONS
+
+        await self._consumer.start()
+        partitions = [TopicPartition(t, p) for t in self.topics for p in range(PARTITIONS)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=500)
+            now = time.perf_counter()
+            for partition, records in fetched.items():
+                kind = self.topics[partition.topic]
+                for record in records:
+                    key = record.key.decode() if record.key else ""
+                    if kind == "ready":
+                        self.seen.setdefault(key, now)
+                    else:
+                        self.failed[key] = _reason(record.value)
+            if fetched:
+                self._changed.set()
+
+    async def wait_for(self, ids: list[str], within: float, what: str) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            failed = [f"{t}: {self.failed[t]}" for t in ids if t in self.failed]
+            if failed:
+                raise BenchError(f"{len(failed)} tenancies of {what} failed: {failed[:3]}")
+            missing = [t for t in ids if t not in self.seen]
+            if not missing:
+                return
+            if self._task is not None and self._task.done():
+                self._task.result()  # the reader died: say why
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchError(f"{len(missing)} of {len(ids)} tenancies of {what} not ready")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 1.0))
+
+
+def _reason(value: bytes | None) -> str:
+    try:
+        return str(json.loads(value or b"{}").get("data", {}).get("reason", "?"))
+    except ValueError:
+        return "?"
+
+
+# -- the floor: the same SQL, raw ---------------------------------------------------------------
+
+
+async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
+    from services.isolation.plan import database_setup
+    from services.isolation.settings import IsolationSettings
+
+    manifest = load_manifest(MANIFEST)
+    database = service_database_name(f"floor_r{index}", manifest.id)
+    limit = int(IsolationSettings.model_fields["tenant_connection_limit"].default)
+    ids = [str(uuid.uuid4()) for _ in range(plan.warmup + plan.tenancies)]
+    n, w = plan.tenancies, plan.window
+    laps = Laps()
+    await db.ensure_database(db.with_database(server, database))
+    conn = await db.connect(db.with_database(server, database))
+    try:
+        for statement in database_setup(database):
+            await conn.execute(statement)
+        for tid in ids[: plan.warmup]:
+            await _isolate_raw(conn, tid, manifest, database, limit, Laps())
+        starts, ends = [], []
+        for number, tid in enumerate(ids[plan.warmup :]):
+            if number == w:
+                first = laps.snapshot()
+            if number == n - w:
+                before_last = laps.snapshot()
+            starts.append(time.perf_counter())
+            await _isolate_raw(conn, tid, manifest, database, limit, laps)
+            ends.append(time.perf_counter())
+    finally:
+        await conn.close()
+    origin = starts[0]
+    last = {label: total - before_last.get(label, 0.0) for label, total in laps.snapshot().items()}
+    return {
+        "started": [s - origin for s in starts],
+        "ended": [e - origin for e in ends],
+        "statements": {
+            label: {"first": first.get(label, 0.0) / w, "last": last[label] / w} for label in last
+        },
+        "catalog": await _catalog(server, database),
+    }
+
+
+async def _isolate_raw(
+    conn: asyncpg.Connection[asyncpg.Record],
+    tenancy_id: str,
+    manifest: ServiceManifest,
+    database: str,
+    connection_limit: int,
+    laps: Laps,
+) -> None:
+    """Step for step what ``isolate`` runs for a new schema-tier tenancy, without a worker;
+    ``laps`` adds up the time of each step (a microsecond of bookkeeping per step)."""
+    from services.isolation.plan import (
+        TenantNames,
+        login_role,
+        migration_statements,
+        new_password,
+        own_schema,
+        scram_verifier,
+    )
+    from services.isolation.repository import Ledger, Migrations
+
+    names = TenantNames.for_tenancy(tenancy_id, manifest.isolation, database)
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        ledger = Ledger(conn)
+        with laps.lap("advisory lock"):
+            await ledger.lock_tenancy(tenancy_id)
+        with laps.lap("ledger look-up"):
+            await ledger.get(tenancy_id)
+        with laps.lap("SCRAM verifier (client side)"):
+            password = new_password()
+            verifier = scram_verifier(password)
+        for statement in login_role(names, verifier, connection_limit):
+            with laps.lap("CREATE ROLE ... PASSWORD <verifier>"):
+                await conn.execute(statement)
+        with laps.lap("ledger insert"):
+            await ledger.add(
+                tenancy_id,
+                manifest.id,
+                manifest.isolation,
+                names.database,
+                names.schema,
+                names.role,
+                password,
+            )
+        for statement in own_schema(names):
+            with laps.lap(_label(statement)):
+                await conn.execute(statement)
+        migrations = Migrations(conn)
+        with laps.lap("migration ledger look-up"):
+            await migrations.of_tenancy(tenancy_id)
+        for migration in manifest.migrations:
+            with laps.lap(f"migration {migration.version}: {migration.description}"):
+                async with conn.transaction():
+                    for statement in migration_statements(names.schema, migration):
+                        await conn.execute(statement)
+            with laps.lap("migration ledger insert"):
+                await migrations.record_for_tenancy(tenancy_id, migration.version)
+    except BaseException:
+        await transaction.rollback()
+        raise
+    with laps.lap("COMMIT"):
+        await transaction.commit()
+
+
+def _label(statement: str) -> str:
+    """A statement with its tenancy's names taken out, to add up the same step across tenancies."""
+    return re.sub(r'"[^"]*"', "x", statement)[:80]
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+async def _server_facts(server: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(server)
+    try:
+        settings = {
+            name: await conn.fetchval(f"SHOW {name}")
+            for name in (
+                "server_version",
+                "fsync",
+                "synchronous_commit",
+                "shared_buffers",
+                "max_connections",
+            )
+        }
+    finally:
+        await conn.close()
+    return settings
+
+
+async def _empty_cluster(server: str) -> None:
+    """Drop every database and tenant role a measurement left, so the next starts as empty.
+
+    Measured: CREATE TABLE in a new database costs about 6 ms here, whether the cluster is new
+    or just emptied, and about 2 ms while another large database exists; so every measurement
+    starts from the same emptied state rather than after the previous one's leftovers."""
+    conn = await asyncpg.connect(server)
+    try:
+        for row in await conn.fetch(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+        ):
+            await conn.execute(f"DROP DATABASE {quote_ident(row['datname'])} WITH (FORCE)")
+        roles = [
+            quote_ident(r["rolname"])
+            for r in await conn.fetch(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_%' ORDER BY rolname"
+            )
+        ]
+        for start in range(0, len(roles), 500):
+            await conn.execute("DROP ROLE " + ", ".join(roles[start : start + 500]))
+        await conn.execute(
+            "VACUUM (ANALYZE) pg_catalog.pg_authid, pg_catalog.pg_auth_members,"
+            " pg_catalog.pg_shdepend, pg_catalog.pg_db_role_setting, pg_catalog.pg_database"
+        )
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def _catalog(server: str, database: str) -> dict[str, int]:
+    conn = await asyncpg.connect(db.with_database(server, database))
+    try:
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM pg_roles) AS roles,"
+            " (SELECT count(*) FROM pg_namespace) AS schemas,"
+            " (SELECT count(*) FROM pg_class) AS relations,"
+            " pg_database_size(current_database()) AS database_bytes"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return {key: int(value) for key, value in row.items()}
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One measurement reduced to its figures (seconds)."""
+
+    first: float
+    last: float
+    total: float
+    p50: float
+    p95: float
+    idle: float
+    handler_first: float | None
+    handler_last: float | None
+    curve: list[float]
+
+
+def _system_figures(plan: Plan, measured: dict[str, Any]) -> _Run:
+    published: list[float] = measured["published"]
+    ready: list[float] = measured["ready"]
+    latencies = [r - p for p, r in zip(published, ready, strict=True)]
+    done = sorted(ready)
+    n, w = plan.tenancies, plan.window
+    handler: list[float | None] = measured["handler_seconds"]
+    by_completion = [handler[i] for i in sorted(range(n), key=ready.__getitem__)]
+
+    def mean_handler(window: list[float | None]) -> float | None:
+        known = [v for v in window if v is not None]
+        return statistics.fmean(known) if len(known) == len(window) else None
+
+    return _Run(
+        first=per_item(done, 0, w),
+        last=per_item(done, n - w, w),
+        total=max(ready),
+        p50=percentile(latencies, 50),
+        p95=percentile(latencies, 95),
+        # A batch lands on an idle worker: its first result is one tenancy's trip through
+        # Kafka, the worker and back, queueing aside.
+        idle=statistics.median(
+            min(ready[start : start + plan.batch]) - published[start]
+            for start in range(0, n, plan.batch)
+        ),
+        handler_first=mean_handler(by_completion[:w]),
+        handler_last=mean_handler(by_completion[n - w :]),
+        curve=series(done, w),
+    )
+
+
+def _floor_figures(plan: Plan, measured: dict[str, Any]) -> _Run:
+    started: list[float] = measured["started"]
+    ended: list[float] = measured["ended"]
+    durations = [e - s for s, e in zip(started, ended, strict=True)]
+    n, w = plan.tenancies, plan.window
+    return _Run(
+        first=per_item(ended, 0, w),
+        last=per_item(ended, n - w, w),
+        total=ended[-1],
+        p50=percentile(durations, 50),
+        p95=percentile(durations, 95),
+        idle=percentile(durations, 50),
+        handler_first=None,
+        handler_last=None,
+        curve=series(ended, w),
+    )
+
+
+def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
+    repeats = measured["repeats"]
+    system = [_system_figures(plan, r["system"]) for r in repeats]
+    floor = [_floor_figures(plan, r["floor"]) for r in repeats]
+    n, w = plan.tenancies, plan.window
+
+    def ms(runs: list[_Run], name: str) -> list[float]:
+        return [getattr(r, name) * 1000 for r in runs]
+
+    figures: dict[str, Figure] = {
+        "first_ms_per_tenancy": figure(
+            f"per tenancy, first {w}", "ms", ms(system, "first"), ms(floor, "first")
+        ),
+        "last_ms_per_tenancy": figure(
+            f"per tenancy, last {w}", "ms", ms(system, "last"), ms(floor, "last")
+        ),
+        "growth": figure(
+            "growth, last / first (flat = 1)",
+            "x",
+            [r.last / r.first for r in system],
+            [r.last / r.first for r in floor],
+            ratio=False,
+        ),
+        "mean_ms_per_tenancy": figure(
+            f"per tenancy, all {n} (total / {n})",
+            "ms",
+            [r.total / n * 1000 for r in system],
+            [r.total / n * 1000 for r in floor],
+        ),
+        "total_s": figure(
+            f"total, {n} tenancies", "s", [r.total for r in system], [r.total for r in floor]
+        ),
+        "idle_latency_ms": figure(
+            "first result of a batch, from its publish (floor: one transaction, p50)",
+            "ms",
+            ms(system, "idle"),
+            ms(floor, "idle"),
+        ),
+        "latency_p50_ms": figure(
+            f"latency p50, publish → ready, batches of {plan.batch}",
+            "ms",
+            ms(system, "p50"),
+            ms(floor, "p50"),
+            ratio=False,
+            note="the system's latency includes waiting behind the rest of its batch",
+        ),
+        "latency_p95_ms": figure(
+            f"latency p95, publish → ready, batches of {plan.batch}",
+            "ms",
+            ms(system, "p95"),
+            ms(floor, "p95"),
+            ratio=False,
+        ),
+    }
+    if all(r.handler_first is not None and r.handler_last is not None for r in system):
+        figures["handler_first_ms"] = figure(
+            f"worker's consumer span, mean of first {w}",
+            "ms",
+            [(r.handler_first or 0) * 1000 for r in system],
+            ms(floor, "first"),
+        )
+        figures["handler_last_ms"] = figure(
+            f"worker's consumer span, mean of last {w}",
+            "ms",
+            [(r.handler_last or 0) * 1000 for r in system],
+            ms(floor, "last"),
+        )
+    figures["other_cpu"] = figure(
+        "CPU used by others on the machine meanwhile",
+        "%",
+        [r["system"]["other_cpu_share"] * 100 for r in repeats],
+        [r["floor"]["other_cpu_share"] * 100 for r in repeats],
+        ratio=False,
+        note="other processes and hypervisor steal, as a share of all CPUs; high means noisy",
+    )
+    figures["relations_at_end"] = figure(
+        "catalog relations in the service database at the end",
+        "count",
+        [r["system"]["catalog"]["relations"] for r in repeats],
+        [r["floor"]["catalog"]["relations"] for r in repeats],
+        ratio=False,
+    )
+    figures["roles_at_end"] = figure(
+        "roles in the cluster at the end",
+        "count",
+        [r["system"]["catalog"]["roles"] for r in repeats],
+        [r["floor"]["catalog"]["roles"] for r in repeats],
+        ratio=False,
+    )
+    windows = len(system[0].curve)
+    labels = repeats[0]["floor"]["statements"]
+    statements = [
+        {
+            "label": label,
+            "values": [
+                statistics.median(r["floor"]["statements"][label][side] * 1000 for r in repeats)
+                for side in ("first", "last")
+            ],
+        }
+        for label in labels
+    ]
+    statements.sort(key=lambda row: -max(row["values"]))
+    server = measured["server"]
+    return {
+        "name": NAME,
+        "description": DESCRIPTION,
+        "ran_at": now_iso(),
+        "machine": machine_facts(
+            postgres=server["server_version"],
+            load_average_at_start=measured["load_average_at_start"],
+        ),
+        "parameters": {
+            **asdict(plan),
+            "service": MANIFEST.stem,
+            "tier": "schema",
+            "migrations": len(load_manifest(MANIFEST).migrations),
+            "durable": False,
+            "postgres_settings": server,
+            "orders": [r["order"] for r in repeats],
+        },
+        "figures": figures,
+        "breakdown": {
+            "title": "floor, step by step: where one tenancy's time goes (median of repeats)",
+            "unit": "ms per tenancy",
+            "columns": [f"first {w}", f"last {w}"],
+            "rows": statements,
+        },
+        "series": {
+            "window": w,
+            "unit": "ms per tenancy",
+            "system": [
+                statistics.median(r.curve[i] * 1000 for r in system) for i in range(windows)
+            ],
+            "floor": [statistics.median(r.curve[i] * 1000 for r in floor) for i in range(windows)],
+        },
+        "notes": [
+            "PostgreSQL runs with durable=False (fsync=off): commits cost no disk flush, for "
+            "the system and the floor alike; a durable server adds a flush to both.",
+            f"Per tenancy over a window = (last - first completion) / ({w} - 1): a throughput. "
+            f"The system's total also holds the pause between batches of {plan.batch} "
+            "(the next batch is published when the previous one is ready).",
+            "System: the isolation worker with its inbox, outbox and tracing, in a fresh Python "
+            "process per repeat, sharing its event loop with the load generator. Floor: the same "
+            "SQL on one asyncpg connection, one transaction per tenancy, SCRAM verifier included.",
+            f"{plan.warmup} warm-up tenancies precede each measurement (service database "
+            "creation, connections) and are not counted. Every measurement starts on an emptied "
+            "cluster; system and floor alternate in order between repeats.",
+        ],
+        "repeats": [
+            {
+                "order": r["order"],
+                "system": {
+                    **_rounded(s),
+                    "startup_seconds": r["system"]["startup_seconds"],
+                    "other_cpu_share": r["system"]["other_cpu_share"],
+                    "catalog": r["system"]["catalog"],
+                },
+                "floor": {
+                    **_rounded(f),
+                    "other_cpu_share": r["floor"]["other_cpu_share"],
+                    "catalog": r["floor"]["catalog"],
+                },
+            }
+            for r, s, f in zip(repeats, system, floor, strict=True)
+        ],
+    }
+
+
+def _rounded(run: _Run) -> dict[str, Any]:
+    """One repeat's figures in milliseconds (total in seconds)."""
+    out: dict[str, Any] = {}
+    for key, value in asdict(run).items():
+        if key == "total":
+            out["total_s"] = value
+        elif key == "curve":
+            out["curve_ms"] = [round(v * 1000, 4) for v in value]
+        elif value is not None:
+            out[f"{key}_ms"] = round(value * 1000, 4)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:]))

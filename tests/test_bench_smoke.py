@@ -1,0 +1,67 @@
+"""The benchmark runs end to end and records its figures. Quick mode only (50 tenancies, one
+repeat), and nothing about speed is asserted: tests never fail on timing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.settings import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+RUN_SECONDS = 120
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=RUN_SECONDS)
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: the bench stops the PostgreSQL and broker it started.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        pytest.fail(f"bench did not finish within {RUN_SECONDS} s:\n{output[-4000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, output, None)
+
+
+def test_isolation_quick_writes_its_figures(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    # An earlier result of another scenario is kept: results merge by scenario name.
+    results.write_text(json.dumps({"format": 1, "scenarios": {"other": {"name": "other"}}}))
+
+    done = run_bench("isolation", "--quick", "--output", str(results))
+
+    assert done.returncode == 0, done.stdout[-4000:]
+    data = json.loads(results.read_text())
+    assert set(data["scenarios"]) == {"other", "isolation"}
+    scenario = data["scenarios"]["isolation"]
+    assert scenario["parameters"]["tenancies"] == 50
+    assert scenario["parameters"]["repeat"] == 1
+    assert scenario["parameters"]["durable"] is False
+    for key in ("first_ms_per_tenancy", "last_ms_per_tenancy", "mean_ms_per_tenancy", "total_s"):
+        item = scenario["figures"][key]
+        for side in ("system", "floor", "ratio"):
+            assert item[side]["median"] > 0, (key, side)
+    assert scenario["figures"]["roles_at_end"]["system"]["median"] >= 50
+    machine = scenario["machine"]
+    assert machine["cpu_count"] >= 1
+    assert machine["postgres"]
+    assert machine["tansu"]
+    assert all(machine["packages"][p] for p in ("faststream", "aiokafka", "asyncpg"))
+    assert "per tenancy, first" in done.stdout  # the table was printed
