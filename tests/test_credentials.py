@@ -60,12 +60,10 @@ async def test_operator_gets_a_working_dsn_and_rotation_refuses_the_old_one(
     plain = await cli(platform.slice, "credentials", tenancy_id)
     assert plain.stdout.strip() == old_dsn
 
+    # A session opened with the old password, left open across the rotation.
     tenant = await asyncpg.connect(old_dsn)
-    try:
-        assert await tenant.fetchval("SELECT current_user") == tenant_object_name(tenancy_id)
-        await tenant.execute("INSERT INTO notes (body) VALUES ('before the rotation')")
-    finally:
-        await tenant.close()
+    assert await tenant.fetchval("SELECT current_user") == tenant_object_name(tenancy_id)
+    await tenant.execute("INSERT INTO notes (body) VALUES ('before the rotation')")
 
     # Every log line the in-process workers write while rotating, before any redaction.
     with structlog.testing.capture_logs() as logs:
@@ -74,6 +72,14 @@ async def test_operator_gets_a_working_dsn_and_rotation_refuses_the_old_one(
         await drained(platform.slice)
     new_dsn = json.loads(rotated.stdout)["dsn"]
     assert new_dsn != old_dsn
+    ended = (
+        asyncpg.AdminShutdownError,
+        asyncpg.ConnectionDoesNotExistError,
+        asyncpg.InterfaceError,
+    )
+    with pytest.raises(ended):
+        await tenant.fetchval("SELECT 1")
+    await tenant.close()
 
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(old_dsn)

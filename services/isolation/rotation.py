@@ -5,7 +5,8 @@ tenancy's lock, so the ledger never hands out a password the server does not acc
 every password here, it reaches PostgreSQL only as a SCRAM verifier and leaves this module
 only through the ledger: the event says where to get it (``credentials_ref``), never what it is.
 
-Sessions already open stay open: PostgreSQL checks a password only when a session starts.
+Sessions opened with the old password are ended: PostgreSQL checks a password only when a
+session starts, and a rotation is often made because the old one leaked.
 """
 
 from __future__ import annotations
@@ -54,7 +55,15 @@ async def rotate(
             f" PASSWORD {quote_literal(scram_verifier(password))}"
         )
         await ledger.set_password(tenancy_id, password)
-    log.info("credentials rotated", service_id=service_id, role=entry.role_name)
+    # PostgreSQL checks a password only when a session starts: a rotation made because the
+    # old one leaked must also end the sessions opened with it.
+    ended = await pool.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
+        entry.role_name,
+    )
+    log.info(
+        "credentials rotated", service_id=service_id, role=entry.role_name, sessions_ended=ended
+    )
     return rotated
 
 

@@ -66,24 +66,34 @@ async def migrate_tenancy(
     return sorted(applied)
 
 
-async def migrate_pooled_service(conn: Connection, manifest: ServiceManifest) -> list[int]:
-    """Pooled tables are the service's, migrated once; every table gets row-level security
-    and every live tenant role its grants, including tables a new migration just added."""
+async def migrate_pooled_service(
+    conn: Connection, manifest: ServiceManifest
+) -> tuple[list[int], bool]:
+    """Pooled tables are the service's, migrated once, and every table gets row-level
+    security. Returns the applied versions, and whether any table is new (then every live
+    tenant role needs its grants again). Tables already guarded are left alone: altering them
+    would lock the tables every other tenant is using."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"pooled:{manifest.id}")
     await execute_all(conn, pooled_schema())
     migrations = Migrations(conn)
     applied = await migrations.of_service()
+    migrated = False
     for migration in manifest.migrations:
         if migration.version not in applied:
             await apply_migration(conn, POOLED_SCHEMA, migration, manifest.id)
             await migrations.record_for_service(migration.version)
             applied.append(migration.version)
-    tables = await conn.fetch(
-        "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename", POOLED_SCHEMA
+            migrated = True
+    unguarded = await conn.fetch(
+        "SELECT t.tablename FROM pg_tables t WHERE t.schemaname = $1 AND NOT EXISTS ("
+        " SELECT 1 FROM pg_policies p WHERE p.schemaname = t.schemaname"
+        " AND p.tablename = t.tablename AND p.policyname = 'tenant_rows')"
+        " ORDER BY t.tablename",
+        POOLED_SCHEMA,
     )
-    for table in tables:
+    for table in unguarded:
         await execute_all(conn, row_level_security(table["tablename"]))
-    return sorted(applied)
+    return sorted(applied), migrated or bool(unguarded)
 
 
 async def isolate(
@@ -106,11 +116,13 @@ async def isolate(
                 tenancy_id, manifest.id, tier, names.database, names.schema, names.role, password
             )
         if tier is IsolationTier.SCHEMA:
-            await execute_all(conn, own_schema(names))
+            if entry is None:
+                await execute_all(conn, own_schema(names))
             applied = await migrate_tenancy(conn, tenancy_id, names.schema, manifest)
         elif tier is IsolationTier.POOLED:
-            applied = await migrate_pooled_service(conn, manifest)
-            for role in {names.role, *await ledger.live_roles(manifest.id, tier)}:
+            applied, tables_changed = await migrate_pooled_service(conn, manifest)
+            roles = await ledger.live_roles(manifest.id, tier) if tables_changed else []
+            for role in {names.role, *roles}:
                 await execute_all(conn, pooled_access(_as_role(names, role)))
     if tier is IsolationTier.DATABASE:
         # CREATE DATABASE cannot run in a transaction: the role and ledger entry are committed
