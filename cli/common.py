@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Annotated, Any
 
 import typer
@@ -34,3 +35,11 @@ def run(coro: Any) -> Any:
         return asyncio.run(coro)
     except Unreachable as error:
         raise fail(str(error)) from None
+
+
+def parse_tenancy_id(value: str) -> str:
+    """A tenancy id from the command line, canonical, or a clear refusal."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise fail(f"tenancy id: {value!r} is not a tenancy id (a UUID)") from None

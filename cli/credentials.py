@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from typing import Annotated
 
 import typer
 
-from cli.common import JsonFlag, err, fail, run, settings
+from cli.common import JsonFlag, err, fail, parse_tenancy_id, run, settings
 from cli.context import database
 from cli.migrations import NotFound, isolation_unit_of_work, tenant_databases
 from cli.settings import CliSettings
@@ -93,10 +92,7 @@ def credentials(
     as_json: JsonFlag = False,
 ) -> None:
     """Print the connection string of a tenancy's own login (it contains the password)."""
-    try:
-        tenancy_id = str(uuid.UUID(tenancy_id))
-    except ValueError:
-        raise fail(f"tenancy id: {tenancy_id!r} is not a tenancy id (a UUID)") from None
+    tenancy_id = parse_tenancy_id(tenancy_id)
     config = settings()
     try:
         dsn: str = run(rotate(config, tenancy_id, wait) if rotate_ else fetch(config, tenancy_id))

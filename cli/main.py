@@ -7,7 +7,6 @@ import asyncio
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from cli import credentials, migrations, offboarding
-from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, run, settings
+from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, parse_tenancy_id, run, settings
 from cli.context import database, onboarding_unit_of_work
 from services.branding.brand_file import BrandFileError, load_brand_file
 from services.onboarding.councils import CouncilRegister, ReferenceDataMissing
@@ -161,10 +160,7 @@ def status(
     as_json: JsonFlag = False,
 ) -> None:
     """Show a tenancy's state and each provisioning step with its time."""
-    try:
-        tenancy_id = str(uuid.UUID(tenancy_id))
-    except ValueError:
-        raise fail(f"tenancy id: {tenancy_id!r} is not a tenancy id (a UUID)") from None
+    tenancy_id = parse_tenancy_id(tenancy_id)
     config = settings()
 
     async def fetch() -> dict[str, Any] | None:

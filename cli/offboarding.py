@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from typing import Annotated, Any
 
 import typer
 
-from cli.common import JsonFlag, err, fail, out, run, settings
+from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, run, settings
 from cli.context import database, onboarding_unit_of_work
 from services.onboarding.repository import TenancyRepository
 from services.onboarding.service import RequestRefused, request_offboarding
@@ -35,10 +34,7 @@ def offboard(
 ) -> None:
     """Export a tenancy's data (CSV per table, with a manifest of row counts and checksums, in
     one zip), then remove its schema, database or rows and its role."""
-    try:
-        tenancy_id = str(uuid.UUID(tenancy_id))
-    except ValueError:
-        raise fail(f"tenancy id: {tenancy_id!r} is not a tenancy id (a UUID)") from None
+    tenancy_id = parse_tenancy_id(tenancy_id)
     if len(reason) > 500:
         raise fail("reason: at most 500 characters")
     config = settings()
