@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from faststream.kafka import KafkaBroker
 
 from cli.settings import CliSettings
+from services.isolation.databases import ServiceDatabases
 from services.onboarding.app import MIGRATIONS as ONBOARDING_MIGRATIONS
 from shared import db
 from shared.logging import get_logger
 from shared.messaging import create_broker, publish_json
-from shared.outbox import UnitOfWork
+from shared.outbox import Transaction, UnitOfWork
+from shared.tracing import configure_tracing, shutdown_tracing, tracer
 
 log = get_logger(__name__)
 
@@ -55,11 +58,20 @@ class Publisher:
 
 
 @contextlib.asynccontextmanager
-async def onboarding_unit_of_work(
-    settings: CliSettings, pool: db.Pool
-) -> AsyncIterator[UnitOfWork]:
-    """A unit of work on onboarding's outbox. If the broker is down the request is still
-    recorded, and the onboarding worker's relay publishes it once the broker is back."""
+async def request(
+    settings: CliSettings,
+    pool: db.Pool,
+    worker: str,
+    span: str,
+    attributes: dict[str, str],
+    migrations: Path | None = None,
+) -> AsyncIterator[Transaction]:
+    """Record a request durably in ``worker``'s outbox, in a trace of its own that every worker
+    continues. If the broker is down the request is still recorded, and that worker's relay
+    publishes it once the broker is back."""
+    if migrations is not None:
+        # The worker's tables may not exist yet if it has never started.
+        await db.migrate(pool, worker, migrations)
     broker = create_broker(settings, client_id="tenancy-cli")
     connected = False
     try:
@@ -67,12 +79,23 @@ async def onboarding_unit_of_work(
         connected = True
     except Exception as error:
         log.warning("broker unreachable; the request stays queued", error=str(error))
+    configure_tracing("cli", settings.otel_exporter_otlp_endpoint, settings.spans_file)
     try:
-        publisher = Publisher(broker if connected else None)
-        yield UnitOfWork(pool, "onboarding", publisher, settings.topic_prefix)
+        with tracer().start_as_current_span(span, attributes=attributes):
+            uow = UnitOfWork(
+                pool, worker, Publisher(broker if connected else None), settings.topic_prefix
+            )
+            async with uow.transaction() as tx:
+                yield tx
     finally:
+        shutdown_tracing()
         with contextlib.suppress(Exception):
             await broker.stop()
+
+
+def tenant_databases(settings: CliSettings) -> ServiceDatabases:
+    """The shared services' databases, where the isolation worker keeps them."""
+    return ServiceDatabases(settings.tenant_server_url, db.database_name(settings.database_url))
 
 
 def redact(dsn: str) -> str:

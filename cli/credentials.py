@@ -16,14 +16,14 @@ from typing import Annotated
 import typer
 
 from cli.common import JsonFlag, err, fail, parse_tenancy_id, run, settings
-from cli.context import database
-from cli.migrations import NotFound, isolation_unit_of_work, tenant_databases
+from cli.context import database, request, tenant_databases
+from cli.migrations import NotFound
 from cli.settings import CliSettings
+from services.isolation.app import MIGRATIONS
 from services.isolation.credentials import NoCredentials, connection_string
 from services.isolation.rotation import last_rotated
 from shared import db
 from shared.events import CredentialsRotationRequested, CredentialsRotationRequestedData
-from shared.tracing import configure_tracing, shutdown_tracing, tracer
 
 SOURCE = "tenancy/cli"
 
@@ -55,20 +55,12 @@ async def rotate(config: CliSettings, tenancy_id: str, wait: float) -> str:
         service_id = await service_of(pool, tenancy_id)
         # Refuses a tenancy with no live login before asking anything of the worker.
         before = await last_rotated(databases, service_id, tenancy_id)
-        configure_tracing("cli", config.otel_exporter_otlp_endpoint, config.spans_file)
-        try:
-            with tracer().start_as_current_span(
-                "tenancy credentials rotate", attributes={"tenancy.id": tenancy_id}
-            ):
-                async with isolation_unit_of_work(config, pool) as uow, uow.transaction() as tx:
-                    data = CredentialsRotationRequestedData(service_id=service_id)
-                    tx.emit(
-                        CredentialsRotationRequested.new(
-                            source=SOURCE, subject=tenancy_id, data=data
-                        )
-                    )
-        finally:
-            shutdown_tracing()
+        attributes = {"tenancy.id": tenancy_id}
+        async with request(
+            config, pool, "isolation", "tenancy credentials rotate", attributes, MIGRATIONS
+        ) as tx:
+            data = CredentialsRotationRequestedData(service_id=service_id)
+            tx.emit(CredentialsRotationRequested.new(source=SOURCE, subject=tenancy_id, data=data))
     deadline = time.monotonic() + wait
     while await last_rotated(databases, service_id, tenancy_id) == before:
         if time.monotonic() >= deadline:

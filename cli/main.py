@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from opentelemetry import trace
 from pydantic import ValidationError
 from rich.table import Table
 
 from cli import credentials, migrations, offboarding
 from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, parse_tenancy_id, run, settings
-from cli.context import database, onboarding_unit_of_work
+from cli.context import database, request
 from services.branding.brand_file import BrandFileError, load_brand_file
 from services.onboarding.councils import CouncilRegister, ReferenceDataMissing
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
@@ -24,7 +25,6 @@ from services.onboarding.service import RequestRefused, accept_request
 from shared.assets import AssetStore
 from shared.catalogue import ManifestError, load_catalogue
 from shared.events import Contact
-from shared.tracing import configure_tracing, shutdown_tracing, tracer
 
 app = typer.Typer(help="Provision UK councils into shared digital services.", no_args_is_help=True)
 services_app = typer.Typer(help="The catalogue of shared services.", invoke_without_command=True)
@@ -114,29 +114,22 @@ def onboard(
             raise typer.Exit(1) from None
 
     async def submit() -> str:
-        configure_tracing("cli", config.otel_exporter_otlp_endpoint, config.spans_file)
-        try:
-            with tracer().start_as_current_span(
-                "tenancy onboard", attributes={"council": council, "service": service}
-            ) as span:
-                async with (
-                    database(config) as pool,
-                    onboarding_unit_of_work(config, pool) as uow,
-                    uow.transaction() as tx,
-                ):
-                    tenancy_id = await accept_request(
-                        tx,
-                        register,
-                        council_code=council,
-                        service_id=service,
-                        contact=contact,
-                        brand=brand,
-                        source="tenancy/cli",
-                    )
-                    span.set_attribute("tenancy.id", tenancy_id)
-                return tenancy_id
-        finally:
-            shutdown_tracing()
+        attributes = {"council": council, "service": service}
+        async with (
+            database(config) as pool,
+            request(config, pool, "onboarding", "tenancy onboard", attributes) as tx,
+        ):
+            tenancy_id = await accept_request(
+                tx,
+                register,
+                council_code=council,
+                service_id=service,
+                contact=contact,
+                brand=brand,
+                source="tenancy/cli",
+            )
+            trace.get_current_span().set_attribute("tenancy.id", tenancy_id)
+        return tenancy_id
 
     try:
         tenancy_id = run(submit())

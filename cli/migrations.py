@@ -8,11 +8,9 @@ this command follows until every tenancy has one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -21,19 +19,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.common import JsonFlag, err, fail, out, run, settings
-from cli.context import Publisher, database
+from cli.context import database, request, tenant_databases
 from cli.settings import CliSettings
 from services.isolation.app import MIGRATIONS as ISOLATION_MIGRATIONS
-from services.isolation.databases import ServiceDatabases
 from services.isolation.rollout import versions
 from services.onboarding.repository import CatalogueRepository
 from shared import db
 from shared.catalogue import ServiceManifest
 from shared.events import MigrationRequested, MigrationRequestedData
 from shared.logging import get_logger
-from shared.messaging import create_broker
-from shared.outbox import UnitOfWork
-from shared.tracing import configure_tracing, shutdown_tracing, tracer
 
 log = get_logger(__name__)
 SOURCE = "tenancy/cli"
@@ -72,34 +66,6 @@ async def manifest_of(conn: db.Connection, service_id: str) -> ServiceManifest:
     return manifest
 
 
-def tenant_databases(config: CliSettings) -> ServiceDatabases:
-    """The shared services' databases, on the platform's server (the CLI has no setting for a
-    separate tenant server)."""
-    return ServiceDatabases(config.tenant_server_url, db.database_name(config.database_url))
-
-
-@contextlib.asynccontextmanager
-async def isolation_unit_of_work(config: CliSettings, pool: db.Pool) -> AsyncIterator[UnitOfWork]:
-    """A unit of work on isolation's outbox, for requests the isolation worker carries out.
-    As with onboarding's, a request is recorded even when the broker is down: the isolation
-    worker's relay publishes it once the broker is back."""
-    # The outbox and results tables may not exist yet if the isolation worker never started.
-    await db.migrate(pool, "isolation", ISOLATION_MIGRATIONS)
-    broker = create_broker(config, client_id="tenancy-cli")
-    connected = False
-    try:
-        await asyncio.wait_for(broker.start(), config.broker_connect_timeout_seconds)
-        connected = True
-    except Exception as error:
-        log.warning("broker unreachable; the request stays queued", error=str(error))
-    try:
-        publisher = Publisher(broker if connected else None)
-        yield UnitOfWork(pool, "isolation", publisher, config.topic_prefix)
-    finally:
-        with contextlib.suppress(Exception):
-            await broker.stop()
-
-
 # -- the rollout ---------------------------------------------------------------------------
 
 
@@ -111,20 +77,14 @@ async def rollout(config: CliSettings, service_id: str, wait: float) -> list[dic
         if not tenancies:
             return []
         run_id = uuid.uuid4()
-        configure_tracing("cli", config.otel_exporter_otlp_endpoint, config.spans_file)
-        try:
-            # One trace for the whole rollout: every tenancy's migration continues it.
-            with tracer().start_as_current_span(
-                "tenancy migrate", attributes={"service": service_id, "run_id": str(run_id)}
-            ):
-                async with isolation_unit_of_work(config, pool) as uow, uow.transaction() as tx:
-                    data = MigrationRequestedData(run_id=run_id, service=manifest)
-                    for tenancy in tenancies:
-                        tx.emit(
-                            MigrationRequested.new(source=SOURCE, subject=tenancy.id, data=data)
-                        )
-        finally:
-            shutdown_tracing()
+        # One trace for the whole rollout: every tenancy's migration continues it.
+        attributes = {"service": service_id, "run_id": str(run_id)}
+        async with request(
+            config, pool, "isolation", "tenancy migrate", attributes, ISOLATION_MIGRATIONS
+        ) as tx:
+            data = MigrationRequestedData(run_id=run_id, service=manifest)
+            for tenancy in tenancies:
+                tx.emit(MigrationRequested.new(source=SOURCE, subject=tenancy.id, data=data))
         found = await follow(pool, service_id, run_id, len(tenancies), wait)
     return [result_of(tenancy, found.get(tenancy.id), wait) for tenancy in tenancies]
 

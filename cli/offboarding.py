@@ -10,10 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, run, settings
-from cli.context import database, onboarding_unit_of_work
+from cli.context import database, request
 from services.onboarding.repository import TenancyRepository
 from services.onboarding.service import RequestRefused, request_offboarding
-from shared.tracing import configure_tracing, shutdown_tracing, tracer
 
 # Where following an offboarding stops: done, or failed with the reason.
 FINISHED = {"offboarded", "failed"}
@@ -40,19 +39,12 @@ def offboard(
     config = settings()
 
     async def submit() -> None:
-        configure_tracing("cli", config.otel_exporter_otlp_endpoint, config.spans_file)
-        try:
-            with tracer().start_as_current_span(
-                "tenancy offboard", attributes={"tenancy.id": tenancy_id}
-            ):
-                async with (
-                    database(config) as pool,
-                    onboarding_unit_of_work(config, pool) as uow,
-                    uow.transaction() as tx,
-                ):
-                    await request_offboarding(tx, tenancy_id, source="tenancy/cli", reason=reason)
-        finally:
-            shutdown_tracing()
+        attributes = {"tenancy.id": tenancy_id}
+        async with (
+            database(config) as pool,
+            request(config, pool, "onboarding", "tenancy offboard", attributes) as tx,
+        ):
+            await request_offboarding(tx, tenancy_id, source="tenancy/cli", reason=reason)
 
     async def follow() -> dict[str, Any] | None:
         deadline = time.monotonic() + wait
