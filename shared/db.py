@@ -18,6 +18,9 @@ Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 # Handlers get pooled connections; both kinds answer the same queries.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
+# The plumbing every worker's schema has, recorded as migration -PLUMBING_REVISION (below the
+# worker's own numbered files). Raise the revision when it changes: it is written to be re-run.
+PLUMBING_REVISION = 1
 _PLUMBING = """
 CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
@@ -106,26 +109,27 @@ def migration_files(folder: Path | None) -> list[Path]:
 async def migrate(pool: Pool, schema: str, migrations_dir: Path | None) -> list[int]:
     """Create the worker's schema and plumbing, then apply its numbered ``NNN_name.sql`` files.
 
+    Called at every worker start and CLI command, so when nothing is pending it costs one read
+    and takes no lock: re-running the plumbing's DDL would lock tables handlers are using.
     A session advisory lock serialises replicas of a worker starting at the same moment.
     """
-    files = migration_files(migrations_dir)
+    files = {int(file.name[:3]): file for file in migration_files(migrations_dir)}
+    wanted = {-PLUMBING_REVISION, *files}
     applied: list[int] = []
     async with pool.acquire() as conn:
+        if wanted <= await _applied(conn, schema):
+            return applied
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"tenancy:{schema}")
         try:
-            await conn.execute(_PLUMBING.format(schema=quote_ident(schema)))
-            done = {
-                row["version"]
-                for row in await conn.fetch(
-                    f"SELECT version FROM {quote_ident(schema)}.schema_migrations"
+            done = await _applied(conn, schema)
+            for version in sorted(wanted - done):
+                sql = (
+                    _PLUMBING.format(schema=quote_ident(schema))
+                    if version < 0
+                    else files[version].read_text(encoding="utf-8")
                 )
-            }
-            for file in files:
-                version = int(file.name[:3])
-                if version in done:
-                    continue
                 async with conn.transaction():
-                    await conn.execute(file.read_text(encoding="utf-8"))
+                    await conn.execute(sql)
                     await conn.execute(
                         f"INSERT INTO {quote_ident(schema)}.schema_migrations (version)"
                         " VALUES ($1)",
@@ -135,3 +139,10 @@ async def migrate(pool: Pool, schema: str, migrations_dir: Path | None) -> list[
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"tenancy:{schema}")
     return applied
+
+
+async def _applied(conn: Connection, schema: str) -> set[int]:
+    table = f"{quote_ident(schema)}.schema_migrations"
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+        return set()
+    return {row["version"] for row in await conn.fetch(f"SELECT version FROM {table}")}

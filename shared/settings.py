@@ -46,9 +46,6 @@ class CommonSettings(BaseSettings):
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    def group(self, worker: str) -> str:
-        return f"{self.topic_prefix}tenancy-{worker}"
-
 
 class CouncilDataSettings(CommonSettings):
     councils_csv: Path = DEFAULT_COUNCILS_CSV

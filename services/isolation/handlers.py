@@ -61,7 +61,9 @@ def register(
         async with worker.uow.transaction(event) as tx:
             if tx.duplicate:
                 return
-            result = await rollout.migrate(databases, event.subject, event.data, tx.conn)
+            result = await rollout.migrate(
+                databases, event.subject, event.data, tx.conn, connection_limit
+            )
             tx.emit(TenancyMigrated.new(source=SOURCE, subject=event.subject, data=result))
 
     @worker.subscriber(Topic.CREDENTIALS_ROTATION_REQUESTED)

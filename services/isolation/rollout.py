@@ -30,12 +30,16 @@ log = get_logger(__name__)
 
 
 async def migrate(
-    databases: ServiceDatabases, tenancy_id: str, request: MigrationRequestedData, conn: Connection
+    databases: ServiceDatabases,
+    tenancy_id: str,
+    request: MigrationRequestedData,
+    conn: Connection,
+    connection_limit: int,
 ) -> TenancyMigratedData:
     """``conn`` is the isolation worker's own transaction, to record the result in."""
     manifest = request.service
     try:
-        applied = await _bring_up_to_date(databases, tenancy_id, request)
+        applied = await _bring_up_to_date(databases, tenancy_id, request, connection_limit)
         error = None
     except IsolationFailed as failure:
         # The failed run was rolled back: report what the tenancy still has.
@@ -74,7 +78,10 @@ async def migrate(
 
 
 async def _bring_up_to_date(
-    databases: ServiceDatabases, tenancy_id: str, request: MigrationRequestedData
+    databases: ServiceDatabases,
+    tenancy_id: str,
+    request: MigrationRequestedData,
+    connection_limit: int,
 ) -> list[int]:
     manifest = request.service
     pool, _ = await databases.pool_for(manifest.id)
@@ -86,14 +93,7 @@ async def _bring_up_to_date(
             raise IsolationFailed(f"tenancy {tenancy_id} is not isolated in {manifest.id}")
         if entry.removed_at is not None:
             raise IsolationFailed(f"tenancy {tenancy_id} was offboarded from {manifest.id}")
-        # Only used when isolate() creates the role, which it does not for a known tenancy;
-        # passing the role's own limit keeps even that path from changing the login.
-        limit = await conn.fetchval(
-            "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1", entry.role_name
-        )
-    if limit is None:
-        raise IsolationFailed(f"tenancy {tenancy_id} has lost its login role {entry.role_name}")
-    ready = await isolate(databases, tenancy_id, manifest, int(limit))
+    ready = await isolate(databases, tenancy_id, manifest, connection_limit)
     return ready.migrations_applied
 
 

@@ -27,12 +27,6 @@ class StepStatus(StrEnum):
 # A late failure of any other step no longer matters to a tenancy that is leaving.
 OFFBOARDING_STEPS = frozenset({"isolation", "onboarding"})
 
-STEP_DONE_LABEL: dict[Step, str] = {
-    "isolation": "isolation ready",
-    "branding": "branding applied",
-    "metering": "metering enabled",
-}
-
 
 @dataclass
 class Tenancy:

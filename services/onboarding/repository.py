@@ -130,6 +130,8 @@ class TenancyRepository:
             " offboarded_at = CASE WHEN $2 = 'offboarded'"
             "   THEN coalesce(offboarded_at, now()) ELSE offboarded_at END,"
             " archive = $5, archive_sha256 = $6,"
+            # Each stage (provisioning, offboarding) gets its own re-drive budget.
+            " redrive_attempts = CASE WHEN state <> $2 THEN 0 ELSE redrive_attempts END,"
             " updated_at = now() WHERE id = $1",
             tenancy.id,
             tenancy.state.value,
@@ -138,12 +140,6 @@ class TenancyRepository:
             tenancy.archive,
             tenancy.archive_sha256,
         )
-
-    async def brand_of(self, tenancy_id: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = await self.conn.fetchval(
-            "SELECT brand FROM onboarding.tenancies WHERE id = $1", tenancy_id
-        )
-        return value
 
     async def status(self, tenancy_id: str) -> dict[str, Any] | None:
         row = await self.conn.fetchrow(
