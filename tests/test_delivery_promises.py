@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared.identifiers import tenant_object_name
@@ -232,4 +233,41 @@ async def test_step_result_the_broker_lost_is_replayed_by_the_redrive(platform: 
             "SELECT count(*) FROM isolation.outbox WHERE key = $1", tenancy_id
         )
         == 1
+    )
+
+
+async def test_event_hit_by_an_outage_is_redelivered_not_lost(
+    platform: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offset is committed only after the effects: an event whose handler met an outage
+    comes back by itself, without waiting for the re-drive that would otherwise hide a loss."""
+    from services.metering.repository import Meters
+
+    real_open = Meters.open
+    outages: list[str] = []
+
+    async def open_after_an_outage(self: Meters, tenancy_id: str, *args: object) -> None:
+        if not outages:
+            outages.append(tenancy_id)
+            raise ConnectionRefusedError("database went away")
+        await real_open(self, tenancy_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Meters, "open", open_after_an_outage)
+    tenancy_id = await platform.onboard("E09000032")  # Wandsworth
+
+    found = await platform.wait_for(tenancy_id)
+
+    assert outages == [tenancy_id]
+    assert found["state"] == "active"
+    assert (
+        await platform.pool.fetchval(
+            "SELECT redrive_attempts FROM onboarding.tenancies WHERE id = $1", tenancy_id
+        )
+        == 0
+    )
+    assert (
+        await platform.pool.fetchval(
+            "SELECT count(*) FROM metering.meters WHERE tenancy_id = $1", tenancy_id
+        )
+        == 2
     )

@@ -46,13 +46,19 @@ async def redrive_once(uow: UnitOfWork, after_seconds: float, max_attempts: int)
             driven += [
                 OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"]) for r in rows
             ]
+            # One line per tenancy: an SRE looking for a stuck onboarding searches by its id.
+            log.warning(
+                "re-driving stalled tenancy",
+                tenancy_id=tenancy["id"],
+                state=tenancy["state"],
+                attempt=tenancy["redrive_attempts"] + 1,
+            )
             await tx.conn.execute(
                 "UPDATE onboarding.tenancies SET redrive_attempts = redrive_attempts + 1,"
                 " updated_at = now() WHERE id = $1",
                 tenancy["id"],
             )
     if driven:
-        log.warning("re-driving stalled tenancies", events=len(driven))
         await uow.publish(driven)
     return len(driven)
 

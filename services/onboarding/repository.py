@@ -130,8 +130,6 @@ class TenancyRepository:
             " offboarded_at = CASE WHEN $2 = 'offboarded'"
             "   THEN coalesce(offboarded_at, now()) ELSE offboarded_at END,"
             " archive = $5, archive_sha256 = $6,"
-            # Each stage (provisioning, offboarding) gets its own re-drive budget.
-            " redrive_attempts = CASE WHEN state <> $2 THEN 0 ELSE redrive_attempts END,"
             " updated_at = now() WHERE id = $1",
             tenancy.id,
             tenancy.state.value,
