@@ -151,10 +151,11 @@ def text_headers(msg: StreamMessage[Any]) -> dict[str, str]:
     return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers.items()}
 
 
-def envelope_of(body: bytes) -> dict[str, Any]:
-    """Whatever of the CloudEvents envelope can be read, for logs and dead letters."""
+async def envelope_of(msg: StreamMessage[Any]) -> dict[str, Any]:
+    """Whatever of the CloudEvents envelope can be read, for logs and dead letters. Uses the
+    message's own decode, which is cached, so the handler does not parse the JSON again."""
     try:
-        value = json.loads(body)
+        value = await msg.decode()
     except (ValueError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -205,7 +206,7 @@ class DeadLetters:
         await self.broker.publish(msg.body, topic=self.topic, key=raw.key, headers=dlq_headers)
         log.error("event dead-lettered", reason=reason, dead_letter_id=str(letter_id))
         if self.on_dead_letter is not None:
-            await self.on_dead_letter(envelope_of(msg.body), reason)
+            await self.on_dead_letter(await envelope_of(msg), reason)
 
 
 class EventMiddleware(BaseMiddleware):
@@ -230,7 +231,7 @@ class EventMiddleware(BaseMiddleware):
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         raw = msg.raw_message
-        envelope = envelope_of(msg.body)
+        envelope = await envelope_of(msg)
         headers = text_headers(msg)
         attributes = {
             "messaging.system": "kafka",
