@@ -16,7 +16,7 @@ from cli.settings import CliSettings
 from services.isolation.databases import ServiceDatabases
 from services.onboarding.app import MIGRATIONS as ONBOARDING_MIGRATIONS
 from shared import db
-from shared.logging import get_logger
+from shared.logging import get_logger, redact_dsn
 from shared.messaging import create_broker, publish_json
 from shared.outbox import Transaction, UnitOfWork
 from shared.tracing import configure_tracing, shutdown_tracing, tracer
@@ -35,7 +35,7 @@ async def database(settings: CliSettings) -> AsyncIterator[db.Pool]:
         pool = await db.create_pool(settings.database_url, max_size=2)
     except (OSError, asyncpg.PostgresError) as error:
         raise Unreachable(
-            f"cannot reach PostgreSQL at {redact(settings.database_url)}: {error}. "
+            f"cannot reach PostgreSQL at {redact_dsn(settings.database_url)}: {error}. "
             "Is the stack running (make run)? Or set DATABASE_URL."
         ) from error
     try:
@@ -96,12 +96,3 @@ async def request(
 def tenant_databases(settings: CliSettings) -> ServiceDatabases:
     """The shared services' databases, where the isolation worker keeps them."""
     return ServiceDatabases(settings.tenant_server_url, db.database_name(settings.database_url))
-
-
-def redact(dsn: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(dsn)
-    if parts.password:
-        return dsn.replace(f":{parts.password}@", ":***@")
-    return dsn

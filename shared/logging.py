@@ -18,12 +18,17 @@ _SECRET_KEY = re.compile(r"pass(word)?|secret|token|dsn|credential|api_key", re.
 _DSN_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@")
 
 
+def redact_dsn(text: str) -> str:
+    """``text`` with the password of any PostgreSQL connection string in it hidden."""
+    return _DSN_PASSWORD.sub(r"\1[redacted]@", text)
+
+
 def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     for key, value in list(event_dict.items()):
         if _SECRET_KEY.search(key) and key != "credentials_ref":
             event_dict[key] = "[redacted]"
         elif isinstance(value, str):
-            event_dict[key] = _DSN_PASSWORD.sub(r"\1[redacted]@", value)
+            event_dict[key] = redact_dsn(value)
     return event_dict
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, NoReturn
-from urllib.parse import urlsplit
 
 import asyncpg
 from aiokafka.errors import KafkaError
@@ -35,6 +34,7 @@ from aiokafka.errors import KafkaError
 from services.onboarding.councils import ReferenceDataMissing
 from shared.db import ensure_database
 from shared.kafka_admin import ensure_topics
+from shared.logging import redact_dsn
 from shared.settings import DEFAULT_COUNCILS_CSV, REPO_ROOT, STACK_ENV_FILE, STATE_DIR
 from shared.topics import PARTITIONS, Topic
 from stack._process import log_tail, stop_process
@@ -151,11 +151,6 @@ def write_atomically(path: Path, content: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def redact(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    return dsn.replace(f":{parts.password}@", ":***@") if parts.password else dsn
 
 
 def _port_from_env(name: str, default: int) -> tuple[int, bool]:
@@ -550,7 +545,7 @@ class Stack:
         )
         rows = [
             ("Kafka", f"{addresses.bootstrap}  ({kafka_note})"),
-            ("PostgreSQL", f"{redact(addresses.database_url)}  ({pg_note})"),
+            ("PostgreSQL", f"{redact_dsn(addresses.database_url)}  ({pg_note})"),
             ("stack.env", str(self.env_file)),
             ("Spans", self._values.get("SPANS_FILE", "")),
         ]
@@ -712,7 +707,7 @@ async def _prepare_servers(addresses: Addresses, topics: list[str]) -> None:
             await asyncio.wait_for(ensure_database(addresses.database_url), SERVER_TIMEOUT)
         except (OSError, TimeoutError, asyncpg.PostgresError) as error:
             raise StackError(
-                f"cannot create the platform database at {redact(addresses.database_url)}: "
+                f"cannot create the platform database at {redact_dsn(addresses.database_url)}: "
                 f"{error!r}"
             ) from None
 
