@@ -15,7 +15,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 from rich.table import Table
 
-from cli import credentials, migrations, offboarding
+from cli import branding, credentials, migrations, offboarding
 from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, parse_tenancy_id, run, settings
 from cli.context import database, request
 from services.branding.brand_file import BrandFileError, load_brand_file
@@ -29,7 +29,7 @@ from shared.events import Contact
 app = typer.Typer(help="Provision UK councils into shared digital services.", no_args_is_help=True)
 services_app = typer.Typer(help="The catalogue of shared services.", invoke_without_command=True)
 app.add_typer(services_app, name="services")
-for feature in (offboarding, migrations, credentials):
+for feature in (offboarding, migrations, credentials, branding):
     feature.register(app)
 
 
@@ -110,7 +110,7 @@ def onboard(
         except BrandFileError as error:
             err.print(f"[bold red]brand file refused[/] {error.path}:")
             for problem in error.problems:
-                err.print(f"  - {problem}", highlight=False)
+                err.print(f"  - {problem}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     async def submit() -> str:
@@ -170,6 +170,11 @@ def status(
     found = run(fetch())
     if found is None:
         raise fail(f"no tenancy {tenancy_id}")
+    if found["branding"]:
+        # The worker records paths relative to the themes folder; show where they are here.
+        for key in ("css", "tokens", "logo"):
+            if found["branding"][key]:
+                found["branding"][key] = str(config.themes_dir / found["branding"][key])
     if as_json:
         print(json.dumps(found, indent=2))
     else:
@@ -195,6 +200,14 @@ def print_status(found: dict[str, Any]) -> None:
     if found["active_at"]:
         table.add_row("active", "done", found["active_at"])
     out.print(table)
+    if theme := found["branding"]:
+        out.print(f"theme version {theme['version']}: {theme['css']}", highlight=False)
+        if domain := theme["domain"]:
+            out.print(
+                f"domain {domain['name']} is {domain['status']}: publish a TXT record "
+                f"{domain['txt_record']} with the value {domain['txt_value']}",
+                highlight=False,
+            )
 
 
 @app.command()

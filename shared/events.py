@@ -142,9 +142,49 @@ class IsolationReady(CloudEvent):
     data: IsolationReadyData
 
 
+class ThemePaths(Contract):
+    """Where a theme version's files are, relative to the themes folder the service mounts."""
+
+    css: str
+    tokens: str
+    logo: str | None = None
+
+
+DomainStatus = Literal["pending verification", "verified"]
+
+
+class DomainClaim(Contract):
+    name: str
+    status: DomainStatus
+    txt_record: str = Field(description="the DNS name of the TXT record the council publishes")
+    txt_value: str = Field(description="the value that record must hold")
+
+
 class BrandingAppliedData(Contract):
     version: int = Field(ge=1)
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    paths: ThemePaths
+    domain: DomainClaim | None = None
+
+
+class BrandChangeRequestedData(Contract):
+    brand: Brand
+
+
+class BrandChangeRequested(CloudEvent):
+    topic = Topic.BRAND_CHANGE_REQUESTED
+    type: Literal["uk.gov.tenancy.branding.change_requested.v1"]
+    data: BrandChangeRequestedData
+
+
+class BrandRollbackRequestedData(Contract):
+    version: int = Field(ge=1, description="the earlier version to make current again")
+
+
+class BrandRollbackRequested(CloudEvent):
+    topic = Topic.BRAND_ROLLBACK_REQUESTED
+    type: Literal["uk.gov.tenancy.branding.rollback_requested.v1"]
+    data: BrandRollbackRequestedData
 
 
 class BrandingApplied(CloudEvent):
@@ -296,6 +336,8 @@ EVENT_TYPES: tuple[type[CloudEvent], ...] = (
     TenancyRegistered,
     IsolationReady,
     BrandingApplied,
+    BrandChangeRequested,
+    BrandRollbackRequested,
     MeteringEnabled,
     StepFailed,
     TenancyProvisioned,

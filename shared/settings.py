@@ -36,6 +36,9 @@ class CommonSettings(BaseSettings):
     spans_file: Path = STATE_DIR / "spans.jsonl"
     # Content-addressed store for uploaded files (logos); events carry only references.
     assets_dir: Path = STATE_DIR / "assets"
+    # Published themes (CSS, design tokens, logo) that the shared services read; events and
+    # PostgreSQL hold paths relative to this folder.
+    themes_dir: Path = STATE_DIR / "themes"
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
     # Attempts before an event that keeps failing for a reason other than an outage is

@@ -17,6 +17,8 @@ class Topic(StrEnum):
     TENANCY_REGISTERED = "onboarding.registered"
     ISOLATION_READY = "isolation.ready"
     BRANDING_APPLIED = "branding.applied"
+    BRAND_CHANGE_REQUESTED = "branding.change-requested"
+    BRAND_ROLLBACK_REQUESTED = "branding.rollback-requested"
     METERING_ENABLED = "metering.enabled"
     STEP_FAILED = "provisioning.step-failed"
     TENANCY_PROVISIONED = "onboarding.provisioned"

@@ -440,6 +440,7 @@ class Stack:
             ),
             "SPANS_FILE": path_setting("SPANS_FILE", self.state / "spans.jsonl"),
             "ASSETS_DIR": path_setting("ASSETS_DIR", self.state / "assets"),
+            "THEMES_DIR": path_setting("THEMES_DIR", self.state / "themes"),
             "COUNCILS_CSV": str(councils_csv),
         }
         if prefix := os.environ.get("TOPIC_PREFIX"):

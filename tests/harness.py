@@ -63,6 +63,7 @@ class Slice:
             "KAFKA_SESSION_TIMEOUT_MS": "2000",
             "SPANS_FILE": str(self.root / "spans.jsonl"),
             "ASSETS_DIR": str(self.root / "assets"),
+            "THEMES_DIR": str(self.root / "themes"),
             "EXPORTS_DIR": str(self.root / "exports"),
             "COUNCILS_CSV": str(DEFAULT_COUNCILS_CSV),
             "OUTBOX_SWEEP_SECONDS": "0.5",

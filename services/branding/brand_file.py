@@ -1,18 +1,22 @@
-"""Reading a council's brand file (YAML), with every problem reported at once."""
+"""Reading a council's brand file (YAML), with every problem reported at once.
+
+The file runs the same rules as the branding worker, so a bad brand is refused before anything
+is sent; the logo goes to the asset store only once the whole brand is acceptable.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from shared.assets import AssetStore, MediaType
+from services.branding import contrast, logo, rules
+from shared.assets import AssetStore
 from shared.catalogue import describe_validation_error
-from shared.events import Brand
-
-MAX_LOGO_BYTES = 1024 * 1024
+from shared.events import Brand, Colours, LogoRef
 
 
 class BrandFileError(ValueError):
@@ -22,44 +26,60 @@ class BrandFileError(ValueError):
         super().__init__(f"{path}: " + "; ".join(problems))
 
 
-def sniff_media_type(content: bytes) -> MediaType | None:
-    if content.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    head = content[:512].lstrip().lower()
-    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in content[:4096]):
-        return "image/svg+xml"
-    return None
+def read_logo(path: Path, name: object) -> tuple[bytes | None, list[str]]:
+    logo_path = (path.parent / str(name)).resolve()
+    if not logo_path.is_file():
+        return None, [f"logo: file {logo_path} does not exist"]
+    size = logo_path.stat().st_size
+    if size > logo.MAX_LOGO_BYTES:
+        return None, [f"logo: {size} bytes is over the limit of {logo.MAX_LOGO_BYTES} bytes"]
+    return logo_path.read_bytes(), []
+
+
+def partial_checks(raw: dict[str, Any]) -> list[str]:
+    """The rules that can still run on the parts of an invalid brand that are valid."""
+    problems: list[str] = []
+    with contextlib.suppress(ValidationError):
+        problems += contrast.check_colours(Colours.model_validate(raw.get("colours")))
+    if isinstance(raw.get("domain"), str):
+        problems += rules.check_domain(raw["domain"])
+    return problems
 
 
 def load_brand_file(path: Path, assets: AssetStore) -> Brand:
-    problems: list[str] = []
     try:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise BrandFileError(path, [f"cannot read brand file: {error}"]) from error
     if not isinstance(raw, dict):
         raise BrandFileError(path, ["a brand file is a YAML mapping of fields"])
-    logo = raw.pop("logo", None)
-    if logo is not None:
-        logo_path = (path.parent / str(logo)).resolve()
-        if not logo_path.is_file():
-            problems.append(f"logo: file {logo_path} does not exist")
-        else:
-            content = logo_path.read_bytes()
-            media_type = sniff_media_type(content)
-            if media_type is None:
-                problems.append("logo: must be a PNG or SVG file")
-            elif len(content) > MAX_LOGO_BYTES:
-                problems.append(
-                    f"logo: {len(content)} bytes is over the limit of {MAX_LOGO_BYTES} bytes"
-                )
-            else:
-                raw["logo"] = assets.put(content, media_type).model_dump()
+    content: bytes | None = None
+    problems: list[str] = []
+    if (logo_name := raw.pop("logo", None)) is not None:
+        content, problems = read_logo(path, logo_name)
+        if content is not None:
+            media_type = logo.sniff_media_type(content) or "image/png"
+            # A stand-in reference until the brand passes; the real one is stored below.
+            raw["logo"] = LogoRef(sha256="0" * 64, media_type=media_type, size=len(content))
     try:
         brand = Brand.model_validate(raw)
     except ValidationError as error:
-        problems.extend(describe_validation_error(error))
-        raise BrandFileError(path, problems) from error
-    if problems:
-        raise BrandFileError(path, problems)
-    return brand
+        problems += describe_validation_error(error)
+        if content is not None:
+            problems += _logo_problems(content)
+        raise BrandFileError(path, problems + partial_checks(raw)) from error
+    _, found = rules.check_brand(brand, content)
+    if problems or found:
+        raise BrandFileError(path, problems + found)
+    if content is None:
+        return brand
+    stored = assets.put(content, brand.logo.media_type if brand.logo else "image/png")
+    return brand.model_copy(update={"logo": stored})
+
+
+def _logo_problems(content: bytes) -> list[str]:
+    try:
+        logo.process_logo(content)
+    except logo.LogoRefused as refused:
+        return refused.problems
+    return []

@@ -1,44 +1,52 @@
+"""Branding's subscribers: parse the event, run the use case in a unit of work, emit."""
+
 from __future__ import annotations
 
-from services.branding.repository import BrandVersions
-from services.branding.theme import canonical, content_hash
-from shared.assets import AssetMissing, AssetStore
+from collections.abc import Awaitable, Callable
+
+from services.branding import service
+from services.branding.service import Publishing
 from shared.events import (
+    BrandChangeRequested,
     BrandingApplied,
-    BrandingAppliedData,
+    BrandRollbackRequested,
+    CloudEvent,
     StepFailed,
-    StepFailedData,
     TenancyRegistered,
 )
+from shared.outbox import Transaction
 from shared.topics import Topic
 from shared.worker import Worker
 
-SOURCE = "tenancy/branding"
 
-
-def register(worker: Worker, assets: AssetStore) -> None:
+def register(worker: Worker, publishing: Publishing) -> None:
     worker.publishes(BrandingApplied, StepFailed)
+
+    async def handle(event: CloudEvent, use_case: Callable[[Transaction], Awaitable[None]]) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await use_case(tx)
+        # Duplicates too: the pointer may have missed a commit that a crash interrupted.
+        await service.point_current(worker.pool, publishing.themes, event.subject)
 
     @worker.subscriber(Topic.TENANCY_REGISTERED)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
         brand = event.data.brand
-        async with worker.uow.transaction(event) as tx:
-            if tx.duplicate:
-                return
-            try:
-                if brand.logo is not None:
-                    assets.get(brand.logo)
-            except AssetMissing as missing:
-                data = StepFailedData(step="branding", reason=str(missing))
-                tx.emit(StepFailed.new(source=SOURCE, subject=event.subject, data=data))
-                return
-            versions = BrandVersions(tx.conn)
-            current = await versions.current(event.subject)
-            if current is None:
-                digest = content_hash(brand)
-                number = await versions.add_and_make_current(
-                    event.subject, canonical(brand), digest
-                )
-                current = (number, digest)
-            applied = BrandingAppliedData(version=current[0], content_hash=current[1])
-            tx.emit(BrandingApplied.new(source=SOURCE, subject=event.subject, data=applied))
+        await handle(
+            event, lambda tx: service.brand_new_tenancy(tx, publishing, event.subject, brand)
+        )
+
+    @worker.subscriber(Topic.BRAND_CHANGE_REQUESTED)
+    async def on_brand_change_requested(event: BrandChangeRequested) -> None:
+        brand, request_id = event.data.brand, str(event.id)
+        await handle(
+            event,
+            lambda tx: service.change_brand(tx, publishing, request_id, event.subject, brand),
+        )
+
+    @worker.subscriber(Topic.BRAND_ROLLBACK_REQUESTED)
+    async def on_brand_rollback_requested(event: BrandRollbackRequested) -> None:
+        version, request_id = event.data.version, str(event.id)
+        await handle(
+            event, lambda tx: service.roll_back(tx, publishing, request_id, event.subject, version)
+        )

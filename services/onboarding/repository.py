@@ -182,4 +182,25 @@ class TenancyRepository:
                 }
                 for s in steps
             ],
+            "branding": next(
+                (
+                    theme_of(s["detail"])
+                    for s in steps
+                    if s["step"] == "branding" and s["status"] == "done"
+                ),
+                None,
+            ),
         }
+
+
+def theme_of(applied: dict[str, Any]) -> dict[str, Any]:
+    """The current theme as the last ``branding.applied`` described it."""
+    paths = applied.get("paths") or {}
+    return {
+        "version": applied.get("version"),
+        "content_hash": applied.get("content_hash"),
+        "css": paths.get("css"),
+        "tokens": paths.get("tokens"),
+        "logo": paths.get("logo"),
+        "domain": applied.get("domain"),
+    }
