@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 from opentelemetry import trace
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
-from cli import branding, credentials, migrations, offboarding
+from cli import branding, credentials, metering, migrations, offboarding
 from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, parse_tenancy_id, run, settings
 from cli.context import database, request
 from services.branding.brand_file import BrandFileError, load_brand_file
@@ -24,12 +24,12 @@ from services.onboarding.repository import CatalogueRepository, TenancyRepositor
 from services.onboarding.service import RequestRefused, accept_request
 from shared.assets import AssetStore
 from shared.catalogue import ManifestError, load_catalogue
-from shared.events import Contact
+from shared.events import Contact, PurchaseOrder
 
 app = typer.Typer(help="Provision UK councils into shared digital services.", no_args_is_help=True)
 services_app = typer.Typer(help="The catalogue of shared services.", invoke_without_command=True)
 app.add_typer(services_app, name="services")
-for feature in (offboarding, migrations, credentials, branding):
+for feature in (offboarding, migrations, credentials, branding, metering):
     feature.register(app)
 
 
@@ -89,6 +89,9 @@ def onboard(
     ] = None,
     contact_name: Annotated[str | None, typer.Option(help="Who to contact.")] = None,
     contact_email: Annotated[str | None, typer.Option(help="Their email address.")] = None,
+    purchase_order: Annotated[
+        str | None, typer.Option(help="The council's purchase order reference for its invoices.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Ask for a council to join a shared service; prints the new tenancy id."""
@@ -103,6 +106,11 @@ def onboard(
             contact = Contact(name=contact_name or contact_email or "", email=contact_email or "")
         except ValidationError as error:
             raise fail(f"contact: {error.errors()[0]['msg']}") from None
+    if purchase_order is not None:
+        try:
+            TypeAdapter(PurchaseOrder).validate_python(purchase_order)
+        except ValidationError as error:
+            raise fail(f"purchase order: {error.errors()[0]['msg']}") from None
     brand = None
     if brand_file is not None:
         try:
@@ -127,6 +135,7 @@ def onboard(
                 contact=contact,
                 brand=brand,
                 source="tenancy/cli",
+                purchase_order=purchase_order,
             )
             trace.get_current_span().set_attribute("tenancy.id", tenancy_id)
         return tenancy_id

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
@@ -18,6 +19,16 @@ from shared.identifiers import GssCode, ServiceId, TenancyId
 from shared.topics import Topic
 
 HEX_COLOUR = r"^#[0-9A-Fa-f]{6}$"
+PERIOD = r"^(\d{4}-(0[1-9]|1[0-2])|FY\d{4}-\d{2})$"
+PurchaseOrder = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 /._-]*$",
+        description="the council's purchase order reference, printed on its invoices",
+    ),
+]
 Step = Literal["isolation", "branding", "metering"]
 STEPS: tuple[Step, ...] = ("isolation", "branding", "metering")
 
@@ -104,6 +115,7 @@ class OnboardingRequestedData(Contract):
     service_id: str
     contact: Contact | None = None
     brand: Brand | None = None
+    purchase_order: PurchaseOrder | None = None
 
 
 class OnboardingRequested(CloudEvent):
@@ -116,6 +128,7 @@ class TenancyRegisteredData(Contract):
     council: Council
     service: ServiceManifest = Field(description="the manifest as it was when the council joined")
     brand: Brand
+    purchase_order: PurchaseOrder | None = None
 
 
 class TenancyRegistered(CloudEvent):
@@ -331,6 +344,85 @@ class CredentialsRotated(CloudEvent):
     data: CredentialsRotatedData
 
 
+# -- usage and billing --------------------------------------------------------------------------
+
+
+class UsageData(Contract):
+    meter: str = Field(min_length=1, max_length=63, description="a meter key of the service")
+    quantity: Decimal = Field(
+        default=Decimal(1),
+        ge=0,
+        max_digits=20,
+        decimal_places=6,
+        description="units used; for a count meter a whole number",
+    )
+    value: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="what is counted once per period by a unique_count meter (e.g. a user id)",
+    )
+
+
+class UsageRecorded(Contract):
+    """Usage a shared service reports, in CloudEvents structured mode; (source, id) identify it.
+
+    Not a :class:`CloudEvent` subclass: services choose their own ids (any string), and ``time``
+    is required because it decides the billing period."""
+
+    topic: ClassVar[Topic] = Topic.USAGE_RECORDED
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=200, description="the shared service")
+    type: Literal["uk.gov.tenancy.usage.recorded.v1"]
+    subject: TenancyId
+    time: datetime = Field(description="when the usage happened; must carry a time zone")
+    datacontenttype: Literal["application/json"] | None = None
+    data: UsageData
+
+
+class BillingCloseRequestedData(Contract):
+    service: ServiceManifest = Field(description="the manifest whose pricing applies")
+    period: str = Field(
+        pattern=PERIOD, description="a month (2026-11) or a financial year (FY2026-27)"
+    )
+
+
+class BillingCloseRequested(CloudEvent):
+    """Freeze a service's billing period, price every tenancy's usage and issue invoices."""
+
+    topic = Topic.BILLING_CLOSE_REQUESTED
+    type: Literal["uk.gov.tenancy.billing.close_requested.v1"]
+    subject: ServiceId = Field(description="the service, which is also the message key")
+    data: BillingCloseRequestedData
+
+
+class InvoiceLine(Contract):
+    kind: Literal["flat_fee", "usage", "cost_share", "adjustment"]
+    description: str
+    meter: str | None = None
+    quantity: Decimal | None = None
+    amount_pence: int
+
+
+class InvoiceIssuedData(Contract):
+    invoice_id: uuid.UUID
+    service_id: ServiceId
+    period: str = Field(pattern=PERIOD)
+    council: Council
+    purchase_order: PurchaseOrder | None = None
+    lines: list[InvoiceLine]
+    total_pence: int
+    final: bool = Field(default=False, description="the last invoice of a tenancy that left")
+
+
+class InvoiceIssued(CloudEvent):
+    topic = Topic.INVOICE_ISSUED
+    type: Literal["uk.gov.tenancy.billing.invoice_issued.v1"]
+    data: InvoiceIssuedData
+
+
 EVENT_TYPES: tuple[type[CloudEvent], ...] = (
     OnboardingRequested,
     TenancyRegistered,
@@ -349,4 +441,6 @@ EVENT_TYPES: tuple[type[CloudEvent], ...] = (
     TenancyMigrated,
     CredentialsRotationRequested,
     CredentialsRotated,
+    BillingCloseRequested,
+    InvoiceIssued,
 )

@@ -173,12 +173,19 @@ class DeadLetters:
     on_dead_letter: DeadLetterHook | None = None
 
     async def record(self, msg: StreamMessage[Any], error: BaseException) -> None:
-        raw = msg.raw_message
+        reason = describe(error)
+        await self.record_raw(msg.raw_message, type(error).__name__, reason)
+        if self.on_dead_letter is not None:
+            await self.on_dead_letter(await envelope_of(msg), reason)
+
+    async def record_raw(self, raw: Any, error_type: str, reason: str) -> None:
+        """Keep a consumed record that cannot be processed: in the worker's ``dead_letters``
+        table and on its DLQ topic, with the reason in both."""
         topic, partition, offset = raw.topic, raw.partition, raw.offset
         letter_id = uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{topic}/{partition}/{offset}")
-        headers = text_headers(msg)
+        headers = {k: v.decode(errors="replace") for k, v in raw.headers or ()}
         key = raw.key.decode(errors="replace") if raw.key else None
-        reason = describe(error)
+        body = raw.value or b""
         await self.pool_provider().execute(
             f"INSERT INTO {quote_ident(self.schema)}.dead_letters"
             ' (id, topic, partition, "offset", key, payload, headers, error_type, error)'
@@ -188,9 +195,9 @@ class DeadLetters:
             partition,
             offset,
             key,
-            msg.body,
+            body,
             headers,
-            type(error).__name__,
+            error_type,
             reason,
         )
         dlq_headers = {
@@ -200,13 +207,11 @@ class DeadLetters:
             "x-original-topic": topic,
             "x-original-partition": str(partition),
             "x-original-offset": str(offset),
-            "x-error-type": type(error).__name__,
+            "x-error-type": error_type,
             "x-error": reason[:1000],
         }
-        await self.broker.publish(msg.body, topic=self.topic, key=raw.key, headers=dlq_headers)
+        await self.broker.publish(body, topic=self.topic, key=raw.key, headers=dlq_headers)
         log.error("event dead-lettered", reason=reason, dead_letter_id=str(letter_id))
-        if self.on_dead_letter is not None:
-            await self.on_dead_letter(await envelope_of(msg), reason)
 
 
 class EventMiddleware(BaseMiddleware):
@@ -231,6 +236,8 @@ class EventMiddleware(BaseMiddleware):
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         raw = msg.raw_message
+        if isinstance(raw, tuple):
+            return await self._consume_batch(call_next, msg, raw)
         envelope = await envelope_of(msg)
         headers = text_headers(msg)
         attributes = {
@@ -255,6 +262,29 @@ class EventMiddleware(BaseMiddleware):
             ),
         ):
             return await self._consume(call_next, msg, span)
+
+    async def _consume_batch(
+        self, call_next: Any, msg: StreamMessage[Any], records: tuple[Any, ...]
+    ) -> Any:
+        """A batch handler deals with each bad record itself (it dead-letters them); what
+        reaches here is an outage or a bug, and the batch is redelivered rather than lost."""
+        first = records[0]
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": first.topic,
+            "messaging.batch.message_count": len(records),
+        }
+        name = f"{self.worker} consume {first.topic} batch"
+        with tracer().start_as_current_span(name, kind=SpanKind.CONSUMER, attributes=attributes):
+            try:
+                return await call_next(msg)
+            except Exception as error:
+                if is_outage(error):
+                    log.warning("outage; batch will be redelivered", error=str(error))
+                else:
+                    log.exception("batch failed; it will be redelivered")
+                await asyncio.sleep(1.0)
+                raise
 
     async def _consume(self, call_next: Any, msg: StreamMessage[Any], span: trace.Span) -> Any:
         attempt = 0

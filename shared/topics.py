@@ -31,6 +31,8 @@ class Topic(StrEnum):
     CREDENTIALS_ROTATION_REQUESTED = "credentials.rotation-requested"
     CREDENTIALS_ROTATED = "credentials.rotated"
     USAGE_RECORDED = "usage.recorded"
+    BILLING_CLOSE_REQUESTED = "billing.close-requested"
+    INVOICE_ISSUED = "billing.invoice-issued"
     DLQ_ONBOARDING = "dlq.onboarding"
     DLQ_ISOLATION = "dlq.isolation"
     DLQ_BRANDING = "dlq.branding"

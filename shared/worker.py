@@ -54,6 +54,12 @@ class Worker:
     )
     _pool: db.Pool | None = None
     _uow: UnitOfWork | None = None
+    _dead_letters: DeadLetters | None = None
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        assert self._dead_letters is not None, "built by build_worker"
+        return self._dead_letters
 
     @property
     def pool(self) -> db.Pool:
@@ -104,6 +110,7 @@ def build_worker(
     )
     if on_dead_letter is not None:
         dead_letters.on_dead_letter = on_dead_letter(worker)
+    worker._dead_letters = dead_letters
     broker.add_middleware(event_middleware(name, settings.handler_attempts, dead_letters))
     return worker
 

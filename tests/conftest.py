@@ -53,6 +53,14 @@ def new_slice(servers: Servers, root: Path) -> Slice:
     return Slice(servers.postgres_dsn, servers.bootstrap, root)
 
 
+@pytest.fixture
+async def crash_slice(servers: Servers, tmp_path: Path) -> Slice:
+    """A slice of its own, with its database, for a test that runs worker processes."""
+    slice_ = new_slice(servers, tmp_path)
+    await db.ensure_database(slice_.database_url)
+    return slice_
+
+
 @pytest.fixture(scope="session")
 async def platform_slice(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Slice:
     slice_ = new_slice(servers, tmp_path_factory.mktemp("platform"))

@@ -68,6 +68,8 @@ class Slice:
             "COUNCILS_CSV": str(DEFAULT_COUNCILS_CSV),
             "OUTBOX_SWEEP_SECONDS": "0.5",
             "REDRIVE_AFTER_SECONDS": "3",
+            # Tests close periods themselves; test_metering drives the schedule directly.
+            "BILLING_AUTO_CLOSE": "false",
             "LOG_LEVEL": "INFO",
         }
 

@@ -345,11 +345,14 @@ async def test_a_domain_is_verified_once_its_check_sees_the_txt_record(platform:
 async def test_the_preview_renders_in_a_real_browser(platform: Client, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
-    status = await onboard_with(
-        platform, "W06000008", brand_file(tmp_path, name="Ceredigion County Council",
-                                          welsh_name="Cyngor Sir Ceredigion", logo_alt="Cyngor Ceredigion",
-                                          domain=None)
-    )  # fmt: skip
+    path = brand_file(
+        tmp_path,
+        name="Ceredigion County Council",
+        welsh_name="Cyngor Sir Ceredigion",
+        logo_alt="Cyngor Ceredigion",
+        domain=None,
+    )
+    status = await onboard_with(platform, "W06000008", path)
     assert status["state"] == "active", status
     made = await tenancy(platform.slice, "brand", "preview", status["id"])
     assert made.returncode == 0, made.stderr

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from shared import db
 from shared.identifiers import service_database_name, tenant_object_name
-from tests.conftest import Servers, new_slice
 from tests.harness import (
     WORKERS,
     Client,
@@ -23,13 +21,6 @@ from tests.harness import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def crash_slice(servers: Servers, tmp_path: Path) -> Slice:
-    slice_ = new_slice(servers, tmp_path)
-    await db.ensure_database(slice_.database_url)
-    return slice_
 
 
 @pytest.fixture

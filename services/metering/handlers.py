@@ -1,22 +1,102 @@
+"""Metering's subscribers: parse the event, run the use case in a transaction, emit."""
+
 from __future__ import annotations
 
-from services.metering.repository import Meters
-from shared.events import MeteringEnabled, MeteringEnabledData, TenancyRegistered
+from typing import Any
+
+from faststream.kafka.annotations import KafkaMessage
+
+from services.metering import service
+from services.metering.settings import MeteringSettings
+from services.metering.usage import Rejection
+from shared.events import (
+    BillingCloseRequested,
+    InvoiceIssued,
+    MeteringEnabled,
+    OffboardingRequested,
+    TenancyRegistered,
+)
+from shared.failpoints import failpoint
+from shared.logging import get_logger
+from shared.messaging import PermanentError, is_outage
 from shared.topics import Topic
 from shared.worker import Worker
 
-SOURCE = "tenancy/metering"
+log = get_logger(__name__)
 
 
-def register(worker: Worker) -> None:
-    worker.publishes(MeteringEnabled)
+async def undecoded(msg: Any) -> Any:
+    """Usage records are parsed one by one in the handler, so one bad record cannot fail the
+    decoding of its whole batch."""
+    return msg.body
+
+
+def register(worker: Worker, settings: MeteringSettings) -> None:
+    worker.publishes(MeteringEnabled, InvoiceIssued)
 
     @worker.subscriber(Topic.TENANCY_REGISTERED)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
         async with worker.uow.transaction(event) as tx:
-            if tx.duplicate:
-                return
-            service = event.data.service
-            await Meters(tx.conn).open(event.subject, service.id, service.meters)
-            data = MeteringEnabledData(meters=[m.key for m in service.meters])
-            tx.emit(MeteringEnabled.new(source=SOURCE, subject=event.subject, data=data))
+            if not tx.duplicate:
+                data = event.data
+                await service.open_meters(
+                    tx, event.subject, data.service, data.council, data.purchase_order
+                )
+
+    @worker.subscriber(
+        Topic.USAGE_RECORDED,
+        batch=True,
+        max_records=settings.usage_batch_size,
+        decoder=undecoded,
+        description="UsageRecorded events (see the README), counted in batches, exactly once.",
+    )
+    async def on_usage_recorded(records: list[bytes], message: KafkaMessage) -> None:
+        await count_batch(worker, list(message.raw_message))
+
+    @worker.subscriber(Topic.BILLING_CLOSE_REQUESTED)
+    async def on_billing_close_requested(event: BillingCloseRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                try:
+                    issued = await service.close_period(tx, event.data.service, event.data.period)
+                except service.CloseRefused as refused:
+                    raise PermanentError(str(refused)) from refused
+        log.info("billing period closed", period=event.data.period, invoices=issued)
+
+    @worker.subscriber(Topic.OFFBOARDING_REQUESTED)
+    async def on_offboarding_requested(event: OffboardingRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await service.final_invoice(tx, event.data.service, event.subject)
+
+
+async def count_batch(worker: Worker, records: list[Any]) -> None:
+    """Count a batch in one transaction. If the batch as a whole cannot be written (not an
+    outage: say a quantity too large for the database), each record is tried on its own and
+    only the ones that still fail are dead-lettered."""
+    try:
+        rejected = await _count(worker, records)
+    except Exception as error:
+        if is_outage(error) or len(records) == 1:
+            raise
+        log.warning("batch failed; counting its records one by one", error=str(error))
+        rejected = []
+        for record in records:
+            try:
+                rejected += await _count(worker, [record])
+            except Exception as single:
+                if is_outage(single):
+                    raise
+                rejected.append(
+                    (record, Rejection("unprocessable", f"{type(single).__name__}: {single}"))
+                )
+    for record, rejection in rejected:
+        await worker.dead_letters.record_raw(record, rejection.reason, rejection.message)
+
+
+async def _count(worker: Worker, records: list[Any]) -> list[tuple[Any, Rejection]]:
+    async with worker.pool.acquire() as conn, conn.transaction():
+        counted = await service.count(conn, [record.value for record in records])
+    failpoint("metering.after-commit")
+    log.debug("usage counted", counted=counted.counted, duplicates=counted.duplicates)
+    return [(records[index], rejection) for index, rejection in counted.rejected]

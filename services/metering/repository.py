@@ -1,16 +1,336 @@
+"""The metering worker's tables. Every query is scoped by tenancy or service."""
+
 from __future__ import annotations
 
-from shared.catalogue import Meter
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from services.metering.usage import Delta, TenancyMeters, Usage, value_of
+from shared.catalogue import Aggregation, Meter, PeriodKind, ServiceManifest
 from shared.db import Connection
+from shared.events import Council
+
+
+async def lock_services(conn: Connection, service_ids: list[str], *, exclusive: bool) -> None:
+    """Closing a period takes its service's lock alone; counting usage shares it. So usage
+    either lands before the close reads the totals, or sees the period closed and is billed
+    later as an adjustment: never neither."""
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    for service_id in sorted(set(service_ids)):  # one order everywhere: no deadlocks
+        await conn.execute(f"SELECT {function}(hashtext('metering:' || $1))", service_id)
 
 
 class Meters:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def open(self, tenancy_id: str, service_id: str, meters: list[Meter]) -> None:
+    async def open(
+        self,
+        tenancy_id: str,
+        service_id: str,
+        meters: list[Meter],
+        council: Council,
+        period_kind: PeriodKind,
+        purchase_order: str | None,
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO metering.tenancies (tenancy_id, service_id, council_gss, council_name,"
+            " council_nation, purchase_order, period_kind) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (tenancy_id) DO NOTHING",
+            tenancy_id,
+            service_id,
+            council.gss,
+            council.name,
+            council.nation,
+            purchase_order,
+            period_kind.value,
+        )
         await self.conn.executemany(
             "INSERT INTO metering.meters (tenancy_id, service_id, meter_key, aggregation, unit)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenancy_id, meter_key) DO NOTHING",
             [(tenancy_id, service_id, m.key, m.aggregation.value, m.unit) for m in meters],
         )
+
+    async def remember_plan(self, service: ServiceManifest) -> None:
+        await self.conn.execute(
+            "INSERT INTO metering.plans (service_id, manifest) VALUES ($1, $2)"
+            " ON CONFLICT (service_id) DO UPDATE SET manifest = EXCLUDED.manifest,"
+            " updated_at = now()",
+            service.id,
+            service.model_dump(mode="json"),
+        )
+
+    async def close(self, tenancy_id: str) -> None:
+        await self.conn.execute(
+            "UPDATE metering.tenancies SET closed_at = coalesce(closed_at, now())"
+            " WHERE tenancy_id = $1",
+            tenancy_id,
+        )
+        await self.conn.execute(
+            "UPDATE metering.meters SET closed_at = coalesce(closed_at, now())"
+            " WHERE tenancy_id = $1",
+            tenancy_id,
+        )
+
+    async def of_tenancies(self, tenancy_ids: list[str]) -> dict[str, TenancyMeters]:
+        rows = await self.conn.fetch(
+            "SELECT t.tenancy_id::text, t.service_id, t.period_kind, t.closed_at IS NOT NULL"
+            " AS closed, m.meter_key, m.aggregation FROM metering.tenancies t"
+            " LEFT JOIN metering.meters m USING (tenancy_id) WHERE t.tenancy_id = ANY($1::uuid[])",
+            tenancy_ids,
+        )
+        found: dict[str, TenancyMeters] = {}
+        for row in rows:
+            tenancy = found.setdefault(
+                row["tenancy_id"],
+                TenancyMeters(row["service_id"], PeriodKind(row["period_kind"]), row["closed"], {}),
+            )
+            if row["meter_key"] is not None:
+                tenancy.meters[row["meter_key"]] = Aggregation(row["aggregation"])
+        return found
+
+
+class UsageLedger:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def record(self, batch: list[Usage]) -> tuple[list[Usage], list[Usage]]:
+        """Record each event as seen; returns the new ones, and the repeats whose payload differs
+        from the first. Repeats with the same payload are neither."""
+        inserted = await self.conn.fetch(
+            "INSERT INTO metering.usage_events"
+            " (source, id, payload_sha256, tenancy_id, meter_key, month)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[],"
+            " $6::text[]) ON CONFLICT (source, id) DO NOTHING RETURNING source, id",
+            [u.event.source for u in batch],
+            [u.event.id for u in batch],
+            [u.digest for u in batch],
+            [str(u.event.subject) for u in batch],
+            [u.event.data.meter for u in batch],
+            [u.month for u in batch],
+        )
+        new_keys = {(row["source"], row["id"]) for row in inserted}
+        repeats = [u for u in batch if u.key not in new_keys]
+        if not repeats:
+            return batch, []
+        seen = await self.conn.fetch(
+            "SELECT e.source, e.id, e.payload_sha256 FROM metering.usage_events e"
+            " JOIN unnest($1::text[], $2::text[]) AS r(source, id) USING (source, id)",
+            [u.event.source for u in repeats],
+            [u.event.id for u in repeats],
+        )
+        digests = {(row["source"], row["id"]): row["payload_sha256"] for row in seen}
+        conflicting = [u for u in repeats if digests.get(u.key) != u.digest]
+        return [u for u in batch if u.key in new_keys], conflicting
+
+    async def add(self, deltas: dict[tuple[str, str, str], Delta]) -> None:
+        keys = list(deltas)
+        await self.conn.execute(
+            "INSERT INTO metering.usage_totals AS t (tenancy_id, meter_key, month, events, total,"
+            " peak) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[],"
+            " $5::numeric[], $6::numeric[])"
+            " ON CONFLICT (tenancy_id, meter_key, month) DO UPDATE SET"
+            " events = t.events + EXCLUDED.events, total = t.total + EXCLUDED.total,"
+            " peak = GREATEST(t.peak, EXCLUDED.peak)",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [deltas[k].events for k in keys],
+            [deltas[k].total for k in keys],
+            [deltas[k].peak for k in keys],
+        )
+        values = [(k[0], k[1], k[2], v) for k in keys for v in deltas[k].values]
+        if values:
+            await self.conn.execute(
+                "INSERT INTO metering.unique_values (tenancy_id, meter_key, month, value)"
+                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
+                " ON CONFLICT DO NOTHING",
+                [v[0] for v in values],
+                [v[1] for v in values],
+                [v[2] for v in values],
+                [v[3] for v in values],
+            )
+
+    async def mark_late(self, candidates: list[tuple[str, str, str]]) -> None:
+        """Of (tenancy, service, period), keep those whose period is already billed."""
+        await self.conn.execute(
+            "INSERT INTO metering.late_usage (tenancy_id, period)"
+            " SELECT DISTINCT c.tenancy_id, c.period"
+            " FROM unnest($1::uuid[], $2::text[], $3::text[]) AS c(tenancy_id, service_id, period)"
+            " WHERE EXISTS (SELECT 1 FROM metering.closed_periods p"
+            "   WHERE p.service_id = c.service_id AND p.period = c.period)"
+            " OR EXISTS (SELECT 1 FROM metering.invoices i"
+            "   WHERE i.tenancy_id = c.tenancy_id AND i.period = c.period)"
+            " ON CONFLICT DO NOTHING",
+            [c[0] for c in candidates],
+            [c[1] for c in candidates],
+            [c[2] for c in candidates],
+        )
+
+
+async def usage_of(conn: Connection, tenancy_id: str, months: list[str]) -> dict[str, Decimal]:
+    """Each of the tenancy's meters and its value over the given months."""
+    rows = await conn.fetch(
+        "SELECT m.meter_key, m.aggregation, coalesce(sum(t.total), 0) AS total,"
+        " max(t.peak) AS peak, (SELECT count(DISTINCT u.value) FROM metering.unique_values u"
+        "   WHERE u.tenancy_id = m.tenancy_id AND u.meter_key = m.meter_key"
+        "   AND u.month = ANY($2::text[])) AS uniques"
+        " FROM metering.meters m LEFT JOIN metering.usage_totals t"
+        "   ON t.tenancy_id = m.tenancy_id AND t.meter_key = m.meter_key"
+        "   AND t.month = ANY($2::text[])"
+        " WHERE m.tenancy_id = $1 GROUP BY m.tenancy_id, m.meter_key, m.aggregation"
+        " ORDER BY m.meter_key",
+        tenancy_id,
+        months,
+    )
+    return {
+        row["meter_key"]: value_of(
+            Aggregation(row["aggregation"]), row["total"], row["peak"], row["uniques"]
+        )
+        for row in rows
+    }
+
+
+@dataclass(frozen=True)
+class BilledTenancy:
+    tenancy_id: str
+    council: Council
+    purchase_order: str | None
+    period_kind: PeriodKind
+    open_during: bool = True  # its meters were open during the period being billed
+    closed: bool = False  # it left: its meters are closed and its final invoice issued
+
+
+class Billing:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def close(self, service_id: str, period: str) -> bool:
+        """Freeze a period; False when it was already closed."""
+        closed = await self.conn.fetchval(
+            "INSERT INTO metering.closed_periods (service_id, period) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            service_id,
+            period,
+        )
+        return bool(closed)
+
+    async def is_closed(self, service_id: str, period: str) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "SELECT true FROM metering.closed_periods WHERE service_id = $1 AND period = $2",
+                service_id,
+                period,
+            )
+        )
+
+    async def tenancy(self, tenancy_id: str) -> BilledTenancy | None:
+        row = await self.conn.fetchrow(
+            "SELECT * FROM metering.tenancies WHERE tenancy_id = $1", tenancy_id
+        )
+        return _billed(row) if row else None
+
+    async def to_invoice(
+        self, service_id: str, period: str, months: list[str], start: datetime, end: datetime
+    ) -> list[BilledTenancy]:
+        """Tenancies whose meters were open during the period, that used it, or that have late
+        usage of earlier periods to adjust, and that have no invoice for it yet (one that left
+        already had its final one)."""
+        rows = await self.conn.fetch(
+            "SELECT t.*, (t.opened_at < $5 AND (t.closed_at IS NULL OR t.closed_at >= $4))"
+            " AS open_during FROM metering.tenancies t WHERE t.service_id = $1"
+            " AND NOT EXISTS (SELECT 1 FROM metering.invoices i"
+            "   WHERE i.tenancy_id = t.tenancy_id AND i.period = $2)"
+            " AND ((t.opened_at < $5 AND (t.closed_at IS NULL OR t.closed_at >= $4))"
+            "   OR EXISTS (SELECT 1 FROM metering.usage_totals u"
+            "     WHERE u.tenancy_id = t.tenancy_id AND u.month = ANY($3::text[]))"
+            "   OR EXISTS (SELECT 1 FROM metering.late_usage l WHERE l.tenancy_id = t.tenancy_id))"
+            " ORDER BY t.council_gss, t.tenancy_id",
+            service_id,
+            period,
+            months,
+            start,
+            end,
+        )
+        return [_billed(row) for row in rows]
+
+    async def late_periods(self, tenancy_id: str) -> list[str]:
+        rows = await self.conn.fetch(
+            "DELETE FROM metering.late_usage WHERE tenancy_id = $1 RETURNING period", tenancy_id
+        )
+        return sorted(row["period"] for row in rows)
+
+    async def billed(self, tenancy_id: str, period: str) -> dict[str, tuple[Decimal, int]]:
+        rows = await self.conn.fetch(
+            "SELECT meter_key, quantity, amount_pence FROM metering.billed"
+            " WHERE tenancy_id = $1 AND period = $2",
+            tenancy_id,
+            period,
+        )
+        return {row["meter_key"]: (row["quantity"], row["amount_pence"]) for row in rows}
+
+    async def set_billed(
+        self, tenancy_id: str, period: str, meter: str, quantity: Decimal, amount_pence: int
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO metering.billed (tenancy_id, period, meter_key, quantity, amount_pence)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenancy_id, period, meter_key)"
+            " DO UPDATE SET quantity = EXCLUDED.quantity, amount_pence = EXCLUDED.amount_pence",
+            tenancy_id,
+            period,
+            meter,
+            quantity,
+            amount_pence,
+        )
+
+    async def add_invoice(
+        self,
+        invoice_id: uuid.UUID,
+        tenancy: BilledTenancy,
+        service_id: str,
+        period: str,
+        lines: list[dict[str, Any]],
+        total_pence: int,
+        final: bool,
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO metering.invoices (id, tenancy_id, service_id, period, council_gss,"
+            " council_name, purchase_order, lines, total_pence, final)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            invoice_id,
+            tenancy.tenancy_id,
+            service_id,
+            period,
+            tenancy.council.gss,
+            tenancy.council.name,
+            tenancy.purchase_order,
+            lines,
+            total_pence,
+            final,
+        )
+
+    async def invoices(self, service_id: str, period: str) -> list[dict[str, Any]]:
+        rows = await self.conn.fetch(
+            "SELECT id::text, tenancy_id::text, period, council_gss, council_name,"
+            " purchase_order, lines, total_pence, final, issued_at FROM metering.invoices"
+            " WHERE service_id = $1 AND period = $2 ORDER BY council_gss, tenancy_id",
+            service_id,
+            period,
+        )
+        return [dict(row) for row in rows]
+
+
+def _billed(row: Any) -> BilledTenancy:
+    return BilledTenancy(
+        tenancy_id=str(row["tenancy_id"]),
+        council=Council(
+            gss=row["council_gss"], name=row["council_name"], nation=row["council_nation"]
+        ),
+        purchase_order=row["purchase_order"],
+        period_kind=PeriodKind(row["period_kind"]),
+        open_during=row.get("open_during", True),
+        closed=row["closed_at"] is not None,
+    )

@@ -63,6 +63,7 @@ async def accept_request(
     contact: Contact | None,
     brand: Brand | None,
     source: str,
+    purchase_order: str | None = None,
 ) -> str:
     """Record an onboarding request durably and queue its event; returns the tenancy id."""
     council, manifest = await check_request(tx, register, council_code, service_id)
@@ -82,7 +83,11 @@ async def accept_request(
         brand.model_dump(mode="json") if brand else None,
     )
     data = OnboardingRequestedData(
-        council=council.gss, service_id=manifest.id, contact=contact, brand=brand
+        council=council.gss,
+        service_id=manifest.id,
+        contact=contact,
+        brand=brand,
+        purchase_order=purchase_order,
     )
     tx.emit(OnboardingRequested.new(source=source, subject=tenancy_id, data=data))
     return tenancy_id
@@ -132,6 +137,7 @@ async def register_tenancy(
         council=Council(gss=council.gss, name=council.name, nation=council.nation),
         service=manifest,
         brand=request.brand or default_brand(council),
+        purchase_order=request.purchase_order,
     )
     tx.emit(TenancyRegistered.new(source=SOURCE, subject=tenancy.id, data=data))
 
