@@ -414,3 +414,20 @@ def test_the_period_due_follows_the_plan_and_the_delay() -> None:
     assert str(due(services["bin-collections"], just_after, day)) == "2026-02"
     assert str(due(services["parking-permits"], just_after, timedelta(0))) == "FY2025-26"
     assert str(due(services["parking-permits"], just_after, day)) == "FY2024-25"
+
+
+async def test_periods_are_cut_at_midnight_in_london(platform: Client) -> None:
+    tenancy_id = await drill_tenancy(platform, "E07000106")
+    before = datetime(2026, 3, 31, 22, 30, tzinfo=UTC)  # 23:30 BST on 31 March
+    after = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)  # 00:30 BST on 1 April
+    autumn = datetime(2026, 10, 31, 23, 30, tzinfo=UTC)  # 23:30 GMT on 31 October
+    await publish(
+        platform.slice,
+        [usage_event(tenancy_id, time=t) for t in (before, after, after, autumn)],
+    )
+    await wait_counted(platform.pool, tenancy_id, 4)
+    assert (await usage_json(platform, tenancy_id, "2026-03"))["api_calls"] == 1
+    assert (await usage_json(platform, tenancy_id, "2026-04"))["api_calls"] == 2
+    assert (await usage_json(platform, tenancy_id, "FY2025-26"))["api_calls"] == 1
+    assert (await usage_json(platform, tenancy_id, "FY2026-27"))["api_calls"] == 3
+    assert (await usage_json(platform, tenancy_id, "2026-10"))["api_calls"] == 1
