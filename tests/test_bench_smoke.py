@@ -1,5 +1,5 @@
-"""The benchmark runs end to end and records its figures. Quick mode only (50 tenancies, one
-repeat), and nothing about speed is asserted: tests never fail on timing."""
+"""The benchmarks run end to end and record their figures. Quick mode only (one repeat, small
+workloads), and nothing about speed is asserted: tests never fail on timing."""
 
 from __future__ import annotations
 
@@ -65,3 +65,23 @@ def test_isolation_quick_writes_its_figures(tmp_path: Path) -> None:
     assert machine["tansu"]
     assert all(machine["packages"][p] for p in ("faststream", "aiokafka", "asyncpg"))
     assert "per tenancy, first" in done.stdout  # the table was printed
+
+
+def test_metering_quick_counts_exactly_and_writes_its_figures(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+
+    done = run_bench("metering", "--quick", "--output", str(results))
+
+    assert done.returncode == 0, done.stdout[-4000:]
+    scenario = json.loads(results.read_text())["scenarios"]["metering"]
+    assert scenario["parameters"]["events"] == 2000
+    assert scenario["parameters"]["unique"] == 1600  # a fifth of the events are repeats
+    assert scenario["parameters"]["repeat"] == 1
+    assert scenario["exact"] is True, scenario["repeats"]
+    assert scenario["repeats"][0]["system"]["counted"] == 1600
+    for key in ("events_per_second", "us_per_event", "total_s"):
+        item = scenario["figures"][key]
+        for side in ("system", "floor", "ratio"):
+            assert item[side]["median"] > 0, (key, side)
+    assert scenario["machine"]["postgres"]
+    assert "events per second" in done.stdout  # the table was printed
