@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from faststream.kafka import KafkaBroker
 from cli.settings import CliSettings
 from services.isolation.databases import ServiceDatabases
 from services.onboarding.app import MIGRATIONS as ONBOARDING_MIGRATIONS
-from shared import db
+from shared import audit, db
 from shared.logging import get_logger, redact_dsn
 from shared.messaging import create_broker, publish_json
 from shared.outbox import Transaction, UnitOfWork
@@ -40,6 +42,7 @@ async def database(settings: CliSettings) -> AsyncIterator[db.Pool]:
         ) from error
     try:
         await db.migrate(pool, "onboarding", ONBOARDING_MIGRATIONS)
+        await db.migrate(pool, "audit", audit.MIGRATIONS)
         yield pool
     finally:
         await pool.close()
@@ -87,10 +90,27 @@ async def request(
             )
             async with uow.transaction() as tx:
                 yield tx
+                await audit.append(
+                    tx.conn,
+                    actor=f"cli:{getpass.getuser()}",
+                    action=span.removeprefix("tenancy ").replace(" ", "."),
+                    tenancy_id=attributes.get("tenancy.id") or _tenancy_of(tx),
+                    detail=attributes,
+                )
     finally:
         shutdown_tracing()
         with contextlib.suppress(Exception):
             await broker.stop()
+
+
+def _tenancy_of(tx: Transaction) -> str | None:
+    """The tenancy a request is about: the key of the first event it emits, if a tenancy id."""
+    for row in tx.emitted:
+        try:
+            return str(uuid.UUID(row.key))
+        except ValueError:
+            continue
+    return None
 
 
 def tenant_databases(settings: CliSettings) -> ServiceDatabases:

@@ -4,6 +4,7 @@ reads state; the workers do the work."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
 import time
@@ -15,13 +16,16 @@ from opentelemetry import trace
 from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
-from cli import branding, credentials, metering, migrations, offboarding
+from cli import audit as audit_commands
+from cli import branding, credentials, metering, migrations, offboarding, tokens
 from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, parse_tenancy_id, run, settings
 from cli.context import database, request
 from services.branding.brand_file import BrandFileError, load_brand_file
 from services.onboarding.councils import CouncilRegister, ReferenceDataMissing
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
-from services.onboarding.service import RequestRefused, accept_request
+from services.onboarding.service import Person, RequestRefused, accept_request
+from services.onboarding.service import retry as retry_tenancy
+from shared import audit
 from shared.assets import AssetStore
 from shared.catalogue import ManifestError, load_catalogue
 from shared.events import Contact, PurchaseOrder
@@ -29,7 +33,7 @@ from shared.events import Contact, PurchaseOrder
 app = typer.Typer(help="Provision UK councils into shared digital services.", no_args_is_help=True)
 services_app = typer.Typer(help="The catalogue of shared services.", invoke_without_command=True)
 app.add_typer(services_app, name="services")
-for feature in (offboarding, migrations, credentials, branding, metering):
+for feature in (offboarding, migrations, credentials, branding, metering, audit_commands, tokens):
     feature.register(app)
 
 
@@ -48,10 +52,15 @@ def services(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         print(json.dumps(manifests, indent=2))
         return
-    table = Table("id", "name", "owner", "governance", "isolation", "meters", title="Services")
+    councils = CouncilRegister.from_csv(config.councils_csv)
+    table = Table(
+        "id", "name", "owner", "governance", "isolation", "agreement", "meters", title="Services"
+    )
     for m in manifests:
         meters = ", ".join(meter["key"] for meter in m["meters"])
-        row = (m["id"], m["name"], m["owner_council"], m["governance"], m["isolation"], meters)
+        owner = councils.name_of(m["owner_council"])
+        agreement = f"v{m['agreement']['version']}: {m['agreement']['title']}"
+        row = (m["id"], m["name"], owner, m["governance"], m["isolation"], agreement, meters)
         table.add_row(*row)
     out.print(table)
 
@@ -71,9 +80,15 @@ def services_load(
         raise typer.Exit(1) from None
 
     async def store() -> None:
-        async with database(config) as pool, pool.acquire() as conn:
+        async with database(config) as pool, pool.acquire() as conn, conn.transaction():
             for manifest in manifests:
                 await CatalogueRepository(conn).upsert(manifest)
+                await audit.append(
+                    conn,
+                    actor=f"cli:{getpass.getuser()}",
+                    action="service.register",
+                    detail={"service": manifest.id, "agreement": manifest.agreement.version},
+                )
 
     run(store())
     for manifest in manifests:
@@ -91,6 +106,13 @@ def onboard(
     contact_email: Annotated[str | None, typer.Option(help="Their email address.")] = None,
     purchase_order: Annotated[
         str | None, typer.Option(help="The council's purchase order reference for its invoices.")
+    ] = None,
+    accepted_by: Annotated[
+        str | None,
+        typer.Option(help="Who accepts the service's agreement for the council (default: you)."),
+    ] = None,
+    accepted_role: Annotated[
+        str | None, typer.Option(help="Their role, e.g. 'Head of Digital'.")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -136,6 +158,7 @@ def onboard(
                 brand=brand,
                 source="tenancy/cli",
                 purchase_order=purchase_order,
+                accepted_by=acceptor(accepted_by, accepted_role),
             )
             trace.get_current_span().set_attribute("tenancy.id", tenancy_id)
         return tenancy_id
@@ -151,6 +174,38 @@ def onboard(
     else:
         out.print(f"accepted: tenancy [bold]{tenancy_id}[/]")
         out.print(f"follow it with: tenancy status {tenancy_id} --wait 30")
+
+
+def acceptor(name: str | None, role: str | None) -> Person:
+    """Whoever runs the command accepts the current agreement on the council's behalf, unless
+    the person who accepted is named."""
+    if name is None:
+        return Person(name=getpass.getuser(), role=role or "operator, on the council's behalf")
+    return Person(name=name, role=role or "council representative")
+
+
+@app.command()
+def retry(
+    tenancy_id: Annotated[str, typer.Argument(help="The id of a failed tenancy.")],
+) -> None:
+    """Provision a failed tenancy again: failed steps run again, finished ones stay finished."""
+    tenancy_id = parse_tenancy_id(tenancy_id)
+    config = settings()
+    register = CouncilRegister.from_csv(config.councils_csv)
+
+    async def submit() -> None:
+        async with (
+            database(config) as pool,
+            request(config, pool, "onboarding", "tenancy retry", {"tenancy.id": tenancy_id}) as tx,
+        ):
+            await retry_tenancy(tx, register, tenancy_id)
+
+    try:
+        run(submit())
+    except RequestRefused as refusal:
+        raise fail(f"request refused: {refusal}") from None
+    out.print(f"retrying: tenancy [bold]{tenancy_id}[/]")
+    out.print(f"follow it with: tenancy status {tenancy_id} --wait 30")
 
 
 @app.command()

@@ -1,3 +1,5 @@
+from pydantic import SecretStr
+
 from shared.settings import CouncilDataSettings
 
 
@@ -7,6 +9,9 @@ class CliSettings(CouncilDataSettings):
     broker_connect_timeout_seconds: float = 5.0
     # The server holding the shared services' databases, as the isolation worker is told.
     tenant_database_url: str | None = None
+    # The operator API, as `make run` writes it, and a token for `tenancy api`.
+    api_url: str | None = None
+    tenancy_token: SecretStr | None = None
 
     @property
     def tenant_server_url(self) -> str:

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    HttpUrl,
     ValidationError,
     model_validator,
 )
@@ -162,6 +163,14 @@ class BrandingNeeds(Manifest):
     custom_domain: bool = False
 
 
+class Agreement(Manifest):
+    """The terms a council accepts to join; a new version must be accepted by new joiners."""
+
+    version: str = Field(default="1", pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,19}$")
+    title: str = Field(default="Terms of joining", min_length=1, max_length=200)
+    url: HttpUrl | None = None
+
+
 class ServiceManifest(Manifest):
     id: ServiceId
     name: str = Field(min_length=1, max_length=200)
@@ -172,6 +181,7 @@ class ServiceManifest(Manifest):
     migrations: list[Migration] = Field(default_factory=list)
     meters: list[Meter] = Field(default_factory=list)
     branding: BrandingNeeds = Field(default_factory=BrandingNeeds)
+    agreement: Agreement = Field(default_factory=Agreement)
     pricing: Pricing | None = None  # None: councils are not charged
 
     @model_validator(mode="after")

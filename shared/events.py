@@ -110,12 +110,24 @@ class Council(Contract):
 # -- one model per event type ---------------------------------------------------------------
 
 
+class Acceptance(Contract):
+    """Who accepted which version of a service's agreement on the council's behalf, and when."""
+
+    agreement_version: str = Field(min_length=1, max_length=20)
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=200)
+    accepted_at: datetime
+
+
 class OnboardingRequestedData(Contract):
     council: str = Field(description="GSS code as given; the onboarding worker validates it")
     service_id: str
     contact: Contact | None = None
     brand: Brand | None = None
     purchase_order: PurchaseOrder | None = None
+    acceptance: Acceptance | None = Field(
+        default=None, description="required: a request without it is refused"
+    )
 
 
 class OnboardingRequested(CloudEvent):

@@ -52,6 +52,8 @@ class Worker:
     background: list[Callable[[UnitOfWork], Coroutine[Any, Any, None]]] = field(
         default_factory=list
     )
+    # Schemas of the common library the worker writes to besides its own (e.g. the audit log).
+    schemas: dict[str, Path] = field(default_factory=dict)
     _pool: db.Pool | None = None
     _uow: UnitOfWork | None = None
     _dead_letters: DeadLetters | None = None
@@ -144,6 +146,8 @@ async def running(worker: Worker, migrations_dir: Path | None) -> AsyncIterator[
     tasks: list[asyncio.Task[None]] = []
     try:
         await db.migrate(pool, worker.name, migrations_dir)
+        for schema, directory in worker.schemas.items():
+            await db.migrate(pool, schema, directory)
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             [settings.topic(t.value) for t in Topic],

@@ -39,7 +39,7 @@ from shared.settings import DEFAULT_COUNCILS_CSV, REPO_ROOT, STACK_ENV_FILE, STA
 from shared.topics import PARTITIONS, Topic
 from stack._process import log_tail, stop_process
 from stack.broker import BrokerError, EmbeddedBroker
-from stack.ports import PortUnavailableError
+from stack.ports import PortUnavailableError, free_port
 from stack.postgres import EmbeddedPostgres, PostgresError
 
 __all__ = ["Options", "Stack", "StackError", "main", "render_env_file", "state_dir"]
@@ -47,13 +47,16 @@ __all__ = ["Options", "Stack", "StackError", "main", "render_env_file", "state_d
 _IMPORTED = time.monotonic()
 
 WORKERS = ("onboarding", "isolation", "branding", "metering")
+# Started and supervised like the workers: the operator API, `python -m api`.
+PROCESSES = {**{name: f"services.{name}" for name in WORKERS}, "api": "api"}
+DEFAULT_API_PORT = 18080
 DEFAULT_KAFKA_PORT = 19092
 DEFAULT_PG_PORT = 15432
 PLATFORM_DATABASE = "tenancy"
 # Tansu answers a JoinGroup after half the session timeout, and a worker joins its groups one
 # after another: 3 s makes each join take ~1.5 s instead of 5 s with the usual 10 s.
 DEFAULT_SESSION_TIMEOUT_MS = "3000"
-READY_MARKER = "worker ready"
+READY_MARKERS = ("worker ready", "api ready")
 READY_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 MAX_RESTARTS = 5
@@ -218,8 +221,11 @@ class Console:
 class WorkerProcess:
     """One worker run as ``python -m services.<name>``, its output relayed to the console."""
 
-    def __init__(self, name: str, env: Mapping[str, str], console: Console) -> None:
+    def __init__(
+        self, name: str, env: Mapping[str, str], console: Console, module: str | None = None
+    ) -> None:
         self.name = name
+        self.module = module or f"services.{name}"
         self._env = dict(env)
         self._console = console
         self.proc: subprocess.Popen[bytes] | None = None
@@ -231,7 +237,7 @@ class WorkerProcess:
     def start(self) -> None:
         self.ready.clear()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
+            [sys.executable, "-m", self.module],
             cwd=REPO_ROOT,
             env=self._env,
             stdin=subprocess.DEVNULL,
@@ -252,7 +258,7 @@ class WorkerProcess:
             for raw in iter(proc.stdout.readline, b""):
                 text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 self.tail.append(text)
-                if READY_MARKER in text:
+                if any(marker in text for marker in READY_MARKERS):
                     self.ready.set()
                 self._console.line(self.name, text)
 
@@ -442,10 +448,19 @@ class Stack:
             "ASSETS_DIR": path_setting("ASSETS_DIR", self.state / "assets"),
             "THEMES_DIR": path_setting("THEMES_DIR", self.state / "themes"),
             "COUNCILS_CSV": str(councils_csv),
+            "API_PORT": str(self._api_port()),
         }
+        values["API_URL"] = f"http://127.0.0.1:{values['API_PORT']}"
         if prefix := os.environ.get("TOPIC_PREFIX"):
             values["TOPIC_PREFIX"] = prefix
         return values
+
+    def _api_port(self) -> int:
+        port, strict = _port_from_env("TENANCY_API_PORT", DEFAULT_API_PORT)
+        try:
+            return free_port(port, strict=strict)
+        except PortUnavailableError as error:
+            raise StackError(f"the API cannot listen: {error}") from None
 
     def _write_env_file(self, values: Mapping[str, str]) -> None:
         content = render_env_file(values)
@@ -473,8 +488,10 @@ class Stack:
 
     def _start_workers(self, values: Mapping[str, str]) -> None:
         env = self._worker_env(values)
-        self._workers = [WorkerProcess(name, env, self.console) for name in WORKERS]
-        self.console.say(f"starting workers: {', '.join(WORKERS)}")
+        self._workers = [
+            WorkerProcess(name, env, self.console, module) for name, module in PROCESSES.items()
+        ]
+        self.console.say(f"starting workers and the API: {', '.join(PROCESSES)}")
         for worker in self._workers:
             worker.start()
         deadline = time.monotonic() + READY_TIMEOUT
@@ -550,6 +567,9 @@ class Stack:
             ("stack.env", str(self.env_file)),
             ("Spans", self._values.get("SPANS_FILE", "")),
         ]
+        if self._workers:
+            api = self._values["API_URL"]
+            rows.append(("API", f"{api}  (OpenAPI: {api}/docs, tokens: tenancy tokens create)"))
         if self._workers:
             pids = ", ".join(f"{w.name} {w.pid}" for w in self._workers)
             rows.append(("Workers", pids))

@@ -8,6 +8,7 @@ embedded ones, for a run against Apache Kafka itself.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from shared import db
-from tests.harness import Client, Slice, in_process_workers, load_example_catalogue
+from tests.harness import (
+    Client,
+    Slice,
+    WorkerProcess,
+    in_process_workers,
+    load_example_catalogue,
+)
 
 
 @dataclass
@@ -77,3 +84,36 @@ async def platform(platform_slice: Slice) -> AsyncIterator[Client]:
         async with Client(platform_slice, pool) as client:
             client.workers = workers  # type: ignore[attr-defined]
             yield client
+
+
+@dataclass
+class Api:
+    """The operator API as a real process on the platform's slice, and a way to get tokens."""
+
+    url: str
+    pool: db.Pool
+
+    async def token(
+        self, role: str, council: str | None = None, service: str | None = None
+    ) -> dict[str, str]:
+        from api.tokens import Role, create
+
+        async with self.pool.acquire() as conn:
+            token, _ = await create(conn, Role(role), council, service, "tests")
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def api(platform: Client) -> AsyncIterator[Api]:
+    from stack.ports import free_port
+
+    port = free_port()
+    process = WorkerProcess(
+        "api", platform.slice, {"API_PORT": str(port)}, module="api", ready="api ready"
+    )
+    process.start()
+    try:
+        await asyncio.to_thread(process.wait_ready)
+        yield Api(f"http://127.0.0.1:{port}", platform.pool)
+    finally:
+        process.stop()

@@ -23,7 +23,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
-from services.onboarding.service import accept_request
+from services.onboarding.service import Person, accept_request
 from shared import db
 from shared.catalogue import load_catalogue
 from shared.events import Brand, Contact
@@ -158,7 +158,11 @@ class Client:
         )
 
     async def onboard(
-        self, council: str, service: str = "bin-collections", brand: Brand | None = None
+        self,
+        council: str,
+        service: str = "bin-collections",
+        brand: Brand | None = None,
+        agreement_version: str | None = None,
     ) -> str:
         # Like the CLI, start the onboarding's trace here; workers continue it.
         with root_trace():
@@ -171,6 +175,8 @@ class Client:
                     contact=Contact(name="Test operator", email="operator@example.gov.uk"),
                     brand=brand,
                     source="tests",
+                    accepted_by=Person("Test operator", "operator"),
+                    agreement_version=agreement_version,
                 )
 
     async def status(self, tenancy_id: str) -> dict[str, Any] | None:
@@ -271,8 +277,17 @@ async def drained(slice_: Slice, wait_seconds: float = 20.0) -> None:
 class WorkerProcess:
     """A worker as a real process, for tests that kill one."""
 
-    def __init__(self, name: str, slice_: Slice, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        slice_: Slice,
+        extra_env: dict[str, str] | None = None,
+        module: str | None = None,
+        ready: str = "worker ready",
+    ) -> None:
         self.name = name
+        self.module = module or f"services.{name}"
+        self.ready_marker = ready
         self.slice = slice_
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -285,7 +300,7 @@ class WorkerProcess:
             **extra_env,
         } else None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
+            [sys.executable, "-m", self.module],
             env=env,
             cwd=REPO_ROOT,
             stdout=self.log.open("ab"),
@@ -311,7 +326,7 @@ class WorkerProcess:
 
     def wait_ready(self, wait_seconds: float = 30.0) -> None:
         deadline = time.monotonic() + wait_seconds
-        while "worker ready" not in self.output():
+        while self.ready_marker not in self.output():
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited early:\n{self.output()[-3000:]}")
             if time.monotonic() > deadline:

@@ -175,7 +175,7 @@ async def test_request_the_broker_lost_is_redriven_to_active(platform: Client) -
     lossy = platform.uow()
     lossy._publish = broker_that_loses_everything  # type: ignore[assignment]
     async with lossy.transaction() as tx:
-        from services.onboarding.service import accept_request
+        from services.onboarding.service import Person, accept_request
 
         tenancy_id = await accept_request(
             tx,
@@ -185,6 +185,7 @@ async def test_request_the_broker_lost_is_redriven_to_active(platform: Client) -
             contact=None,
             brand=None,
             source="tests",
+            accepted_by=Person("Test operator", "operator"),
         )
 
     found = await platform.wait_for(tenancy_id, timeout=30)
@@ -211,7 +212,7 @@ async def test_step_result_the_broker_lost_is_replayed_by_the_redrive(platform: 
     isolation._publish = loses_first_result
     try:
         async with platform.uow().transaction() as tx:
-            from services.onboarding.service import accept_request
+            from services.onboarding.service import Person, accept_request
 
             target["id"] = tenancy_id = await accept_request(
                 tx,
@@ -221,6 +222,7 @@ async def test_step_result_the_broker_lost_is_replayed_by_the_redrive(platform: 
                 contact=None,
                 brand=None,
                 source="tests",
+                accepted_by=Person("Test operator", "operator"),
             )
         found = await platform.wait_for(tenancy_id, timeout=30)
     finally:

@@ -57,23 +57,41 @@ def load_brand_file(path: Path, assets: AssetStore) -> Brand:
     problems: list[str] = []
     if (logo_name := raw.pop("logo", None)) is not None:
         content, problems = read_logo(path, logo_name)
-        if content is not None:
-            media_type = logo.sniff_media_type(content) or "image/png"
-            # A stand-in reference until the brand passes; the real one is stored below.
-            raw["logo"] = LogoRef(sha256="0" * 64, media_type=media_type, size=len(content))
+    try:
+        return validate_brand(raw, content, assets, problems)
+    except BrandRefused as refused:
+        raise BrandFileError(path, refused.problems) from None
+
+
+class BrandRefused(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def validate_brand(
+    raw: dict[str, Any], logo_content: bytes | None, assets: AssetStore, problems: list[str]
+) -> Brand:
+    """A brand from its fields (without ``logo``) and its logo's bytes, checked by every rule;
+    the logo is stored only once the whole brand passes. ``problems`` are ones found already."""
+    raw = dict(raw)
+    if logo_content is not None:
+        media_type = logo.sniff_media_type(logo_content) or "image/png"
+        # A stand-in reference until the brand passes; the real one is stored below.
+        raw["logo"] = LogoRef(sha256="0" * 64, media_type=media_type, size=len(logo_content))
     try:
         brand = Brand.model_validate(raw)
     except ValidationError as error:
-        problems += describe_validation_error(error)
-        if content is not None:
-            problems += _logo_problems(content)
-        raise BrandFileError(path, problems + partial_checks(raw)) from error
-    _, found = rules.check_brand(brand, content)
+        found = problems + describe_validation_error(error)
+        if logo_content is not None:
+            found += _logo_problems(logo_content)
+        raise BrandRefused(found + partial_checks(raw)) from error
+    _, found = rules.check_brand(brand, logo_content)
     if problems or found:
-        raise BrandFileError(path, problems + found)
-    if content is None:
+        raise BrandRefused(problems + found)
+    if logo_content is None:
         return brand
-    stored = assets.put(content, brand.logo.media_type if brand.logo else "image/png")
+    stored = assets.put(logo_content, brand.logo.media_type if brand.logo else "image/png")
     return brand.model_copy(update={"logo": stored})
 
 

@@ -10,6 +10,7 @@ from services.onboarding import handlers, service
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.redrive import run_redrive
 from services.onboarding.settings import OnboardingSettings
+from shared import audit
 from shared.messaging import DeadLetterHook
 from shared.worker import Worker, build_worker, create_app
 
@@ -19,6 +20,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def build(settings: OnboardingSettings | None = None) -> Worker:
     settings = settings or OnboardingSettings()
     worker = build_worker("onboarding", settings, on_dead_letter=fail_tenancy_on_dead_letter)
+    worker.schemas["audit"] = audit.MIGRATIONS  # every lifecycle change is in the audit trail
     csv_path = settings.councils_csv
     handlers.register(worker, cache(lambda: CouncilRegister.from_csv(csv_path)))
     worker.background.append(

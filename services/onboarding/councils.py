@@ -79,6 +79,11 @@ class CouncilRegister:
             ]
         return cls(records)
 
+    def name_of(self, code: str) -> str:
+        """A council's name with its code, for people; the code alone if it is not known."""
+        record = self._by_gss.get(code)
+        return f"{record.name} ({code})" if record else code
+
     def __len__(self) -> int:
         return len(self._by_gss)
 

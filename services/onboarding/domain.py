@@ -75,6 +75,29 @@ class Tenancy:
         self.reason = reason
         return True
 
+    def retry_refusal(self) -> str | None:
+        """Why this tenancy cannot be retried, or None when it can."""
+        if self.state is not State.FAILED:
+            return f"tenancy {self.id} is {self.state}; only a failed tenancy is retried"
+        if self.failed_step == "request":
+            return (
+                f"tenancy {self.id} was refused when requested ({self.reason});"
+                " ask again with a new request"
+            )
+        return None
+
+    def retry(self) -> None:
+        """Back to registered: failed steps run again, finished ones stay finished."""
+        if self.retry_refusal() is not None:
+            return
+        self.state = State.REGISTERED
+        self.failed_step = None
+        self.reason = None
+        self.steps = {
+            step: StepStatus.DONE if self.steps.get(step) is StepStatus.DONE else StepStatus.PENDING
+            for step in STEPS
+        }
+
     def offboarding_refusal(self) -> str | None:
         """Why this tenancy cannot be offboarded now, or None when it can."""
         if self.state is State.OFFBOARDING:

@@ -8,6 +8,7 @@ from typing import Any
 from services.onboarding.domain import State, StepStatus, Tenancy
 from shared.catalogue import ServiceManifest
 from shared.db import Connection
+from shared.events import OnboardingRequestedData
 
 
 class CatalogueRepository:
@@ -48,19 +49,35 @@ class TenancyRepository:
         council_gss: str,
         council_name: str,
         service_id: str,
-        contact: dict[str, Any],
-        brand: dict[str, Any] | None,
+        request: OnboardingRequestedData,
     ) -> None:
         await self.conn.execute(
-            "INSERT INTO onboarding.tenancies"
-            " (id, council_gss, council_name, service_id, state, contact, brand)"
-            " VALUES ($1, $2, $3, $4, 'requested', $5, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO onboarding.tenancies (id, council_gss, council_name, service_id, state,"
+            " contact, brand, acceptance, purchase_order)"
+            " VALUES ($1, $2, $3, $4, 'requested', $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
             tenancy_id,
             council_gss,
             council_name,
             service_id,
-            contact,
-            brand,
+            request.contact.model_dump(mode="json") if request.contact else {},
+            request.brand.model_dump(mode="json") if request.brand else None,
+            request.acceptance.model_dump(mode="json") if request.acceptance else None,
+            request.purchase_order,
+        )
+
+    async def registration(self, tenancy_id: str) -> dict[str, Any] | None:
+        """What a retry needs to register the tenancy again."""
+        row = await self.conn.fetchrow(
+            "SELECT council_gss, brand, purchase_order FROM onboarding.tenancies WHERE id = $1",
+            tenancy_id,
+        )
+        return dict(row) if row else None
+
+    async def count_retry(self, tenancy_id: str) -> None:
+        await self.conn.execute(
+            "UPDATE onboarding.tenancies SET retries = retries + 1, redrive_attempts = 0,"
+            " updated_at = now() WHERE id = $1",
+            tenancy_id,
         )
 
     async def live_tenancy_of(self, council_gss: str, service_id: str) -> str | None:

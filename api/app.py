@@ -1,0 +1,74 @@
+"""The operator API: the CLI's powers over HTTP, for people who hold a token.
+
+Like the CLI it only stores requests and publishes events, and reads state; the workers do the
+work. ``python -m api`` serves it; ``make run`` starts it beside the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from api import problems, tokens
+from api.platform import Platform
+from api.routes import audit as audit_routes
+from api.routes import billing, catalogue, tenancies
+from api.settings import ApiSettings
+from services.branding.app import MIGRATIONS as BRANDING
+from services.metering.app import MIGRATIONS as METERING
+from services.onboarding.app import MIGRATIONS as ONBOARDING
+from services.onboarding.councils import CouncilRegister
+from shared import audit, db
+from shared.logging import configure_logging, get_logger
+from shared.messaging import create_broker
+from shared.tracing import configure_tracing, shutdown_tracing
+
+log = get_logger(__name__)
+# The API writes requests into these workers' outboxes and reads their state.
+SCHEMAS = {
+    "onboarding": ONBOARDING,
+    "branding": BRANDING,
+    "metering": METERING,
+    "api": tokens.MIGRATIONS,
+    "audit": audit.MIGRATIONS,
+}
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    configure_logging("api", settings.log_level, settings.log_format)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        councils = CouncilRegister.from_csv(settings.councils_csv)
+        await db.ensure_database(settings.database_url)
+        pool = await db.create_pool(settings.database_url)
+        broker = create_broker(settings, client_id="tenancy-api")
+        configure_tracing("api", settings.otel_exporter_otlp_endpoint, settings.spans_file)
+        try:
+            for schema, migrations in SCHEMAS.items():
+                await db.migrate(pool, schema, migrations)
+            await broker.connect()
+            app.state.platform = Platform(settings, pool, broker, councils)
+            log.info("api ready", url=f"http://{settings.api_host}:{settings.api_port}")
+            yield
+        finally:
+            await broker.stop()
+            await pool.close()
+            shutdown_tracing()
+
+    app = FastAPI(
+        title="Tenancy operator API",
+        version="1",
+        description=(
+            "Join councils to shared services, follow them, bill them and audit it all. "
+            "Send a token as `Authorization: Bearer <token>` (`tenancy tokens create`)."
+        ),
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for router in (catalogue.router, tenancies.router, billing.router, audit_routes.router):
+        app.include_router(router)
+    return app

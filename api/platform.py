@@ -1,0 +1,52 @@
+"""What the API's handlers share while it runs: the database, the broker, reference data."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from faststream.kafka import KafkaBroker
+from opentelemetry import trace
+
+from api.settings import ApiSettings
+from services.onboarding.councils import CouncilRegister
+from shared import db
+from shared.messaging import publish_json
+from shared.outbox import Transaction, UnitOfWork
+from shared.tracing import tracer
+
+
+@dataclass
+class Platform:
+    settings: ApiSettings
+    pool: db.Pool
+    broker: KafkaBroker
+    councils: CouncilRegister
+
+    async def publish(
+        self, payload: dict[str, Any], *, topic: str, key: str, headers: dict[str, str]
+    ) -> None:
+        await publish_json(self.broker, payload, topic=topic, key=key, headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def request(
+        self, worker: str, span: str, attributes: dict[str, str]
+    ) -> AsyncIterator[Transaction]:
+        """A request recorded in ``worker``'s outbox, in a trace of its own that the workers
+        continue; it is in PostgreSQL before the API answers, and published after the commit
+        (or by that worker's relay if the broker is away)."""
+        with tracer().start_as_current_span(span, attributes=attributes):
+            uow = UnitOfWork(self.pool, worker, self.publish, self.settings.topic_prefix)
+            async with uow.transaction() as tx:
+                yield tx
+
+    def trace_id(self) -> str:
+        return format(trace.get_current_span().get_span_context().trace_id, "032x")
+
+
+def platform(request: Request) -> Platform:
+    found: Platform = request.app.state.platform
+    return found

@@ -1,0 +1,54 @@
+"""Invoices, for finance and for the operators of the services they bill."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from api.access import allow, sql_scope
+from api.platform import Platform, platform
+from api.problems import Problem
+from api.tokens import Principal, Role
+from services.metering.periods import Period
+from services.metering.pricing import format_pounds
+
+router = APIRouter(tags=["billing"])
+
+
+@router.get("/invoices")
+async def invoices(
+    deps: Annotated[Platform, Depends(platform)],
+    who: Annotated[Principal, Depends(allow(Role.OPERATOR, Role.FINANCE, Role.COUNCIL_ADMIN))],
+    service: Annotated[str | None, Query(max_length=63)] = None,
+    period: Annotated[str | None, Query(max_length=9, description="2026-11 or FY2026-27")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Issued invoices the token may see, with their lines; money in pence and pounds."""
+    if period is not None:
+        try:
+            Period.parse(period)
+        except ValueError as error:
+            raise Problem(422, str(error), [str(error)]) from None
+    clause, params = sql_scope(who, 4)
+    async with deps.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT i.id::text, i.tenancy_id::text, i.service_id, i.period, i.council_gss,"
+            " i.council_name, i.purchase_order, i.lines, i.total_pence, i.final, i.issued_at"
+            " FROM metering.invoices i JOIN onboarding.tenancies t ON t.id = i.tenancy_id"
+            " JOIN onboarding.services s ON s.id = t.service_id"
+            " WHERE ($1::text IS NULL OR i.service_id = $1) AND ($2::text IS NULL OR i.period = $2)"
+            f" AND {clause} ORDER BY i.issued_at DESC, i.council_gss LIMIT $3",
+            service,
+            period,
+            limit,
+            *params,
+        )
+    return [
+        {
+            **dict(row),
+            "issued_at": row["issued_at"].isoformat(),
+            "total": format_pounds(row["total_pence"]),
+        }
+        for row in rows
+    ]
