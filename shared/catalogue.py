@@ -12,6 +12,7 @@ from typing import Annotated, Self
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -163,12 +164,20 @@ class BrandingNeeds(Manifest):
     custom_domain: bool = False
 
 
+def _at_most_2000_characters(url: HttpUrl) -> HttpUrl:
+    if len(str(url)) > 2000:
+        raise ValueError("a URL of at most 2,000 characters")
+    return url
+
+
 class Agreement(Manifest):
     """The terms a council accepts to join; a new version must be accepted by new joiners."""
 
     version: str = Field(default="1", pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,19}$")
     title: str = Field(default="Terms of joining", min_length=1, max_length=200)
-    url: HttpUrl | None = None
+    # Well under HttpUrl's own limit: it adds a trailing "/" when it normalises a URL, so one
+    # at the limit would be stored and then refused when read back.
+    url: Annotated[HttpUrl, AfterValidator(_at_most_2000_characters)] | None = None
 
 
 class ServiceManifest(Manifest):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from pydantic import ValidationError
 
 from api.access import allow, may_register
 from api.platform import Platform, platform
@@ -12,7 +13,7 @@ from api.problems import Problem
 from api.tokens import Principal, Role
 from services.onboarding.repository import CatalogueRepository
 from shared import audit
-from shared.catalogue import ServiceManifest
+from shared.catalogue import ServiceManifest, describe_validation_error
 
 router = APIRouter(tags=["catalogue"])
 ANYONE = allow(*Role)
@@ -52,6 +53,11 @@ async def register_service(
     who: Annotated[Principal, Depends(allow(Role.OPERATOR))],
 ) -> dict[str, Any]:
     """Add a service to the catalogue, or update it, from its manifest."""
+    try:  # what is stored must read back: the workers and every listing depend on it
+        ServiceManifest.model_validate(manifest.model_dump(mode="json"))
+    except ValidationError as error:
+        errors = describe_validation_error(error)
+        raise Problem(422, "; ".join(errors), errors) from None
     if not may_register(who, manifest):
         raise Problem(403, f"this token does not run services of {manifest.owner_council}")
     async with deps.pool.acquire() as conn, conn.transaction():

@@ -75,6 +75,9 @@ def validate_brand(
     """A brand from its fields (without ``logo``) and its logo's bytes, checked by every rule;
     the logo is stored only once the whole brand passes. ``problems`` are ones found already."""
     raw = dict(raw)
+    if logo_content == b"":
+        problems = [*problems, "logo: the file is empty"]
+        logo_content = None
     if logo_content is not None:
         media_type = logo.sniff_media_type(logo_content) or "image/png"
         # A stand-in reference until the brand passes; the real one is stored below.
