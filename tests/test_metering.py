@@ -400,6 +400,20 @@ async def test_periods_close_on_a_schedule_once(platform: Client) -> None:
     assert closed == 1
     assert await schedule_closes(worker.uow, later, timedelta(hours=24)) == []
 
+    # The same request delivered again (two replicas raced, or a redelivery) changes nothing.
+    async with platform.pool.acquire() as conn:
+        request = await conn.fetchrow(
+            "SELECT topic, key, payload FROM metering.outbox WHERE payload->>'subject' = $1"
+            " AND payload->'data'->>'period' = '2027-05'",
+            "metering-drill",
+        )
+        dead_before = await conn.fetchval("SELECT count(*) FROM metering.dead_letters")
+    await platform.broker.publish(
+        request["payload"], topic=request["topic"], key=request["key"].encode()
+    )
+    await drained(platform.slice)
+    assert await platform.pool.fetchval("SELECT count(*) FROM metering.dead_letters") == dead_before
+
 
 def test_the_period_due_follows_the_plan_and_the_delay() -> None:
     from datetime import timedelta

@@ -56,11 +56,12 @@ def register(worker: Worker, settings: MeteringSettings) -> None:
     @worker.subscriber(Topic.BILLING_CLOSE_REQUESTED)
     async def on_billing_close_requested(event: BillingCloseRequested) -> None:
         async with worker.uow.transaction(event) as tx:
-            if not tx.duplicate:
-                try:
-                    issued = await service.close_period(tx, event.data.service, event.data.period)
-                except service.CloseRefused as refused:
-                    raise PermanentError(str(refused)) from refused
+            if tx.duplicate:
+                return
+            try:
+                issued = await service.close_period(tx, event.data.service, event.data.period)
+            except service.CloseRefused as refused:
+                raise PermanentError(str(refused)) from refused
         log.info("billing period closed", period=event.data.period, invoices=issued)
 
     @worker.subscriber(Topic.OFFBOARDING_REQUESTED)
