@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 
 from api import problems, tokens
 from api.platform import Platform
@@ -20,7 +21,7 @@ from services.branding.app import MIGRATIONS as BRANDING
 from services.metering.app import MIGRATIONS as METERING
 from services.onboarding.app import MIGRATIONS as ONBOARDING
 from services.onboarding.councils import CouncilRegister
-from shared import audit, db
+from shared import audit, db, health
 from shared.logging import configure_logging, get_logger
 from shared.messaging import create_broker
 from shared.tracing import configure_tracing, shutdown_tracing
@@ -71,4 +72,22 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     problems.install(app)
     for router in (catalogue.router, tenancies.router, billing.router, audit_routes.router):
         app.include_router(router)
+    # For orchestrators and Prometheus, without a token and outside the OpenAPI document.
+    for route in health.routes(_probes(app)):
+        app.add_route(route.path, route.endpoint, methods=["GET"], include_in_schema=False)
     return app
+
+
+def _probes(app: FastAPI) -> health.Probes:
+    def platform() -> Platform | None:
+        return getattr(app.state, "platform", None)
+
+    def pool() -> db.Pool | None:
+        found = platform()
+        return found.pool if found is not None else None
+
+    def broker() -> KafkaBroker | None:
+        found = platform()
+        return found.broker if found is not None else None
+
+    return health.Probes(pool=pool, broker=broker)

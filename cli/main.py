@@ -17,7 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
 from cli import audit as audit_commands
-from cli import branding, credentials, metering, migrations, offboarding, tokens
+from cli import branding, credentials, dlq, metering, migrations, offboarding, tokens
+from cli import trace as trace_command
 from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, parse_tenancy_id, run, settings
 from cli.context import database, request
 from services.branding.brand_file import BrandFileError, load_brand_file
@@ -33,7 +34,18 @@ from shared.events import Contact, PurchaseOrder
 app = typer.Typer(help="Provision UK councils into shared digital services.", no_args_is_help=True)
 services_app = typer.Typer(help="The catalogue of shared services.", invoke_without_command=True)
 app.add_typer(services_app, name="services")
-for feature in (offboarding, migrations, credentials, branding, metering, audit_commands, tokens):
+FEATURES = (
+    offboarding,
+    migrations,
+    credentials,
+    branding,
+    metering,
+    audit_commands,
+    tokens,
+    dlq,
+    trace_command,
+)
+for feature in FEATURES:
     feature.register(app)
 
 

@@ -15,6 +15,7 @@ import asyncio
 import errno
 import json
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.catalogue import describe_validation_error
 from shared.identifiers import quote_ident
 from shared.logging import get_logger
@@ -115,6 +117,9 @@ def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
         client_id=client_id,
         # Topics are created explicitly with their partition count; never by accident.
         allow_auto_create_topics=False,
+        # How soon a client notices topics made again, after a broker came back without them:
+        # Kafka's five minutes would leave a consumer idle that long.
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         logger=None,
     )
 
@@ -200,6 +205,7 @@ class DeadLetters:
             error_type,
             reason,
         )
+        metrics.DEAD_LETTERS.labels(self.worker, error_type).inc()
         dlq_headers = {
             **headers,
             "x-dead-letter-id": str(letter_id),
@@ -228,11 +234,13 @@ class EventMiddleware(BaseMiddleware):
         worker: str,
         attempts: int,
         dead_letters: DeadLetters,
+        topic_prefix: str = "",
     ) -> None:
         super().__init__(msg, context=context)
         self.worker = worker
         self.attempts = attempts
         self.dead_letters = dead_letters
+        self.topic_prefix = topic_prefix
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         raw = msg.raw_message
@@ -261,7 +269,10 @@ class EventMiddleware(BaseMiddleware):
                 trace_id=current_trace_id(),
             ),
         ):
-            return await self._consume(call_next, msg, span)
+            return await self._consume(call_next, msg, span, self._event_type(raw.topic))
+
+    def _event_type(self, topic: str) -> str:
+        return metrics.event_type_of(topic, self.topic_prefix)
 
     async def _consume_batch(
         self, call_next: Any, msg: StreamMessage[Any], records: tuple[Any, ...]
@@ -275,26 +286,42 @@ class EventMiddleware(BaseMiddleware):
             "messaging.batch.message_count": len(records),
         }
         name = f"{self.worker} consume {first.topic} batch"
+        labels = (self.worker, self._event_type(first.topic))
         with tracer().start_as_current_span(name, kind=SpanKind.CONSUMER, attributes=attributes):
+            started = time.perf_counter()
             try:
-                return await call_next(msg)
+                result = await call_next(msg)
+                metrics.EVENTS_HANDLED.labels(*labels).inc(len(records))
+                return result
             except Exception as error:
+                metrics.EVENTS_FAILED.labels(*labels).inc(len(records))
                 if is_outage(error):
                     log.warning("outage; batch will be redelivered", error=str(error))
                 else:
                     log.exception("batch failed; it will be redelivered")
                 await asyncio.sleep(1.0)
                 raise
+            finally:
+                # The batch's records share its time: one attempt, one observation.
+                metrics.HANDLER_DURATION.labels(*labels).observe(time.perf_counter() - started)
 
-    async def _consume(self, call_next: Any, msg: StreamMessage[Any], span: trace.Span) -> Any:
+    async def _consume(
+        self, call_next: Any, msg: StreamMessage[Any], span: trace.Span, event_type: str
+    ) -> Any:
+        labels = (self.worker, event_type)
         attempt = 0
         while True:
             attempt += 1
+            started = time.perf_counter()
             try:
                 result = await call_next(msg)
                 self._outage_streak[self.worker] = 0
+                metrics.HANDLER_DURATION.labels(*labels).observe(time.perf_counter() - started)
+                metrics.EVENTS_HANDLED.labels(*labels).inc()
                 return result
             except Exception as error:
+                metrics.HANDLER_DURATION.labels(*labels).observe(time.perf_counter() - started)
+                metrics.EVENTS_FAILED.labels(*labels).inc()
                 if is_outage(error):
                     streak = self._outage_streak.get(self.worker, 0) + 1
                     self._outage_streak[self.worker] = streak
@@ -324,5 +351,13 @@ class EventMiddleware(BaseMiddleware):
                 return None
 
 
-def event_middleware(worker: str, attempts: int, dead_letters: DeadLetters) -> Any:
-    return partial(EventMiddleware, worker=worker, attempts=attempts, dead_letters=dead_letters)
+def event_middleware(
+    worker: str, attempts: int, dead_letters: DeadLetters, topic_prefix: str = ""
+) -> Any:
+    return partial(
+        EventMiddleware,
+        worker=worker,
+        attempts=attempts,
+        dead_letters=dead_letters,
+        topic_prefix=topic_prefix,
+    )

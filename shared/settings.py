@@ -32,6 +32,7 @@ class CommonSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     # How long a fetch waits for new events; every hop between workers can cost up to this.
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=0)
+    kafka_metadata_max_age_ms: int = Field(default=10_000, ge=1_000)
     otel_exporter_otlp_endpoint: str | None = None
     spans_file: Path = STATE_DIR / "spans.jsonl"
     # Content-addressed store for uploaded files (logos); events carry only references.
@@ -45,6 +46,10 @@ class CommonSettings(BaseSettings):
     # dead-lettered; outages (database or broker unreachable) are retried without limit.
     handler_attempts: int = Field(default=3, ge=1)
     outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    # Where a worker serves /livez, /readyz and /metrics; unset, it serves none (the API serves
+    # them on its own port). 0 picks a free port. Containers set HEALTH_HOST=0.0.0.0.
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=0, le=65535)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -18,8 +18,9 @@ from typing import Any, TypeVar, cast
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
-from shared import db
+from shared import db, metrics
 from shared.events import CloudEvent, Step, StepFailed, StepFailedData
+from shared.health import CHECK_TIMEOUT, HealthServer, Probes, serving
 from shared.kafka_admin import ensure_topics
 from shared.logging import configure_logging, get_logger
 from shared.messaging import (
@@ -54,6 +55,10 @@ class Worker:
     )
     # Schemas of the common library the worker writes to besides its own (e.g. the audit log).
     schemas: dict[str, Path] = field(default_factory=dict)
+    # Brings scrape-time gauges up to date when /metrics is asked for.
+    metrics_refreshers: list[metrics.Refresher] = field(default_factory=list)
+    # Where /livez, /readyz and /metrics are served while it runs, if HEALTH_PORT is set.
+    health: HealthServer | None = None
     _pool: db.Pool | None = None
     _uow: UnitOfWork | None = None
     _dead_letters: DeadLetters | None = None
@@ -113,8 +118,31 @@ def build_worker(
     if on_dead_letter is not None:
         dead_letters.on_dead_letter = on_dead_letter(worker)
     worker._dead_letters = dead_letters
-    broker.add_middleware(event_middleware(name, settings.handler_attempts, dead_letters))
+    broker.add_middleware(
+        event_middleware(name, settings.handler_attempts, dead_letters, settings.topic_prefix)
+    )
+
+    async def consumer_lag() -> None:
+        await metrics.refresh_consumer_lag(name, consumers(broker), CHECK_TIMEOUT)
+
+    worker.metrics_refreshers.append(consumer_lag)
     return worker
+
+
+def consumers(broker: KafkaBroker) -> list[Any]:
+    """The aiokafka consumers the broker's subscribers hold now (none before they start)."""
+    found: list[Any] = []
+    for subscriber in broker.subscribers:
+        group = getattr(subscriber, "consumer_subgroup", None) or [
+            getattr(subscriber, "consumer", None)
+        ]
+        found += [consumer for consumer in group if consumer is not None]
+    return found
+
+
+def consumed_event_types(worker: Worker) -> list[str]:
+    names = [name for sub in worker.broker.subscribers for name in getattr(sub, "topic_names", [])]
+    return [metrics.event_type_of(name, worker.settings.topic_prefix) for name in names]
 
 
 def create_app(worker: Worker, migrations_dir: Path | None) -> FastStream:
@@ -131,7 +159,10 @@ def create_app(worker: Worker, migrations_dir: Path | None) -> FastStream:
     @app.after_startup
     async def announce_ready() -> None:
         # Only now have the consumers joined their groups; the launcher waits for this line.
-        log.info("worker ready", worker=worker.name, broker=settings.kafka_bootstrap_servers)
+        probes = {"health": worker.health.url} if worker.health is not None else {}
+        log.info(
+            "worker ready", worker=worker.name, broker=settings.kafka_bootstrap_servers, **probes
+        )
 
     return app
 
@@ -141,6 +172,30 @@ async def running(worker: Worker, migrations_dir: Path | None) -> AsyncIterator[
     """Open the worker's resources; used by the application and by in-process tests alike."""
     settings = worker.settings
     configure_tracing(worker.name, settings.otel_exporter_otlp_endpoint, settings.spans_file)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.health_port is not None:
+            # First, so liveness answers during a slow start and readiness says what it waits for.
+            worker.health = await stack.enter_async_context(
+                serving(_probes(worker), settings.health_host, settings.health_port)
+            )
+            stack.callback(setattr, worker, "health", None)
+        async with _resources(worker, migrations_dir):
+            yield worker
+
+
+def _probes(worker: Worker) -> Probes:
+    metrics.pre_create(worker.name, consumed_event_types(worker))
+    return Probes(
+        pool=lambda: worker._pool,
+        # Not ready before its consumers have joined their groups (broker.start sets running).
+        broker=lambda: worker.broker if worker.broker.running else None,
+        refreshers=worker.metrics_refreshers,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _resources(worker: Worker, migrations_dir: Path | None) -> AsyncIterator[Worker]:
+    settings = worker.settings
     await db.ensure_database(settings.database_url)
     pool = await db.create_pool(settings.database_url)
     tasks: list[asyncio.Task[None]] = []

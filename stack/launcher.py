@@ -218,6 +218,26 @@ class Console:
 # -- workers ----------------------------------------------------------------------------------
 
 
+class RestartBudget:
+    """At most MAX_RESTARTS restarts within RESTART_WINDOW seconds: a process that keeps dying
+    is a fault to report, not to hide by restarting it for ever."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        while self._times and now - self._times[0] > RESTART_WINDOW:
+            self._times.popleft()
+        if len(self._times) >= MAX_RESTARTS:
+            return False
+        self._times.append(now)
+        return True
+
+    @property
+    def used(self) -> int:
+        return len(self._times)
+
+
 class WorkerProcess:
     """One worker run as ``python -m services.<name>``, its output relayed to the console."""
 
@@ -232,7 +252,7 @@ class WorkerProcess:
         self.ready = threading.Event()
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._reader: threading.Thread | None = None
-        self._restarts: deque[float] = deque()
+        self._restarts = RestartBudget()
 
     def start(self) -> None:
         self.ready.clear()
@@ -278,16 +298,11 @@ class WorkerProcess:
         return "\n".join(f"  {line}" for line in self.tail) or "  (no output)"
 
     def may_restart(self, now: float) -> bool:
-        while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
-            self._restarts.popleft()
-        if len(self._restarts) >= MAX_RESTARTS:
-            return False
-        self._restarts.append(now)
-        return True
+        return self._restarts.allow(now)
 
     @property
     def restarts_in_window(self) -> int:
-        return len(self._restarts)
+        return self._restarts.used
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -338,6 +353,8 @@ class Stack:
         self._postgres: EmbeddedPostgres | None = None
         self._broker: EmbeddedBroker | None = None
         self._workers: list[WorkerProcess] = []
+        self._topics: list[str] = []
+        self._broker_restarts = RestartBudget()
         self._values: dict[str, str] = {}
         self._env_written: str | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -429,9 +446,9 @@ class Stack:
 
     def _prepare(self, addresses: Addresses) -> None:
         prefix = os.environ.get("TOPIC_PREFIX", "")
-        topics = [f"{prefix}{topic.value}" for topic in Topic]
-        asyncio.run(_prepare_servers(addresses, topics))
-        self.console.say(f"database ready; {len(topics)} topics ready")
+        self._topics = [f"{prefix}{topic.value}" for topic in Topic]
+        asyncio.run(_prepare_servers(addresses, self._topics))
+        self.console.say(f"database ready; {len(self._topics)} topics ready")
 
     def _stack_env(self, addresses: Addresses, councils_csv: Path) -> dict[str, str]:
         def path_setting(name: str, default: Path) -> str:
@@ -451,6 +468,17 @@ class Stack:
             "API_PORT": str(self._api_port()),
         }
         values["API_URL"] = f"http://127.0.0.1:{values['API_PORT']}"
+        if self.options.workers:
+            # Each worker serves /livez, /readyz and /metrics on a port of its own; the API
+            # serves them on API_URL. Only the URLs go here: a HEALTH_PORT in stack.env would
+            # be every process's fallback, so each worker is given its own in its environment.
+            taken = {int(values["API_PORT"])}
+            for name in WORKERS:
+                # A released port can come back from the kernel at once: never hand out one twice.
+                while (port := free_port()) in taken:
+                    pass
+                taken.add(port)
+                values[_health_url_key(name)] = f"http://127.0.0.1:{port}"
         if prefix := os.environ.get("TOPIC_PREFIX"):
             values["TOPIC_PREFIX"] = prefix
         return values
@@ -489,7 +517,8 @@ class Stack:
     def _start_workers(self, values: Mapping[str, str]) -> None:
         env = self._worker_env(values)
         self._workers = [
-            WorkerProcess(name, env, self.console, module) for name, module in PROCESSES.items()
+            WorkerProcess(name, _health_env(env, values, name), self.console, module)
+            for name, module in PROCESSES.items()
         ]
         self.console.say(f"starting workers and the API: {', '.join(PROCESSES)}")
         for worker in self._workers:
@@ -540,13 +569,42 @@ class Stack:
     def _check_servers(self) -> None:
         # Workers ride out a server outage by retrying, which would look like a hang; a
         # server of ours that died will not come back by itself.
-        servers = [("the broker", self._broker), ("PostgreSQL", self._postgres)]
-        for label, server in servers:
-            if server is not None and not server.is_running():
-                raise StackError(
-                    f"{label} stopped unexpectedly; stopping the stack. "
-                    f"Last lines of {server.log_path}:\n{log_tail(server.log_path, 15)}"
+        if self._broker is not None and not self._broker.is_running():
+            self._restart_broker(self._broker)
+        if self._postgres is not None and not self._postgres.is_running():
+            raise StackError(
+                "PostgreSQL stopped unexpectedly; stopping the stack. Last lines of "
+                f"{self._postgres.log_path}:\n{log_tail(self._postgres.log_path, 15)}"
+            )
+
+    def _restart_broker(self, broker: EmbeddedBroker) -> None:
+        """The broker keeps nothing, so it comes back empty: its topics are made again, the
+        workers' outboxes publish what was not yet sent, and the re-drive re-emits what was."""
+        self.console.error(
+            f"the broker stopped unexpectedly; last lines of {broker.log_path}:\n"
+            f"{log_tail(broker.log_path, 15)}"
+        )
+        if not self._broker_restarts.allow(time.monotonic()):
+            raise StackError(
+                f"the broker stopped {MAX_RESTARTS + 1} times within {RESTART_WINDOW:.0f} s;"
+                " giving up and stopping the stack"
+            )
+        self.console.say(
+            f"restarting the broker (restart {self._broker_restarts.used} of {MAX_RESTARTS}"
+            " allowed per minute); it comes back empty: topics are created again, and the"
+            " outboxes and the re-drive bring back what it lost"
+        )
+        try:
+            broker.restart()
+            asyncio.run(
+                asyncio.wait_for(
+                    ensure_topics(broker.bootstrap_servers, self._topics, PARTITIONS),
+                    SERVER_TIMEOUT,
                 )
+            )
+        except (BrokerError, OSError, TimeoutError, KafkaError) as error:
+            raise StackError(f"the broker did not come back: {error!r}") from None
+        self.console.say(f"the broker is back at {broker.bootstrap_servers}")
 
     def _print_summary(self, addresses: Addresses) -> None:
         took = _seconds_since_start()
@@ -573,6 +631,9 @@ class Stack:
         if self._workers:
             pids = ", ".join(f"{w.name} {w.pid}" for w in self._workers)
             rows.append(("Workers", pids))
+            health = [f"{name} {self._values[_health_url_key(name)]}" for name in WORKERS]
+            health.append(f"api {self._values['API_URL']}")
+            rows.append(("Health", f"{', '.join(health)}  (/livez, /readyz, /metrics)"))
         logs = []
         if self._broker is not None:
             logs.append(_show_path(self._broker.log_path))
@@ -702,6 +763,21 @@ def _reported(console: Console, what: str) -> Iterator[None]:
         yield
     except Exception as error:
         console.error(f"{what} failed: {error!r}")
+
+
+def _health_url_key(process: str) -> str:
+    return f"{process.upper()}_HEALTH_URL"
+
+
+def _health_env(env: Mapping[str, str], values: Mapping[str, str], process: str) -> dict[str, str]:
+    """A worker's environment with the port of its health URL; the API, which serves the
+    probes on its own port, gets none."""
+    url = values.get(_health_url_key(process))
+    own = {**env}
+    own.pop("HEALTH_PORT", None)
+    if url is not None:
+        own["HEALTH_PORT"] = url.rsplit(":", 1)[1]
+    return own
 
 
 def _seconds_since_start() -> float:

@@ -16,7 +16,7 @@ from shared.kafka_admin import ensure_topics
 from shared.topics import PARTITIONS, Topic
 from stack.broker import EmbeddedBroker
 from tests.conftest import Servers
-from tests.harness import Client, Slice, in_process_workers, load_example_catalogue
+from tests.harness import WORKERS, Client, Slice, WorkerProcess, load_example_catalogue
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,13 @@ async def test_twenty_onboardings_survive_the_broker_restarting_empty(
     slice_ = Slice(servers.postgres_dsn, own_broker.bootstrap_servers, tmp_path / "slice")
     slice_.root.mkdir()
     await db.ensure_database(slice_.database_url)
-    async with in_process_workers(slice_) as workers:
-        pool = workers["onboarding"].pool
+    workers = [WorkerProcess(name, slice_) for name in WORKERS]
+    pool = await db.create_pool(slice_.database_url, max_size=4)
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            await asyncio.to_thread(worker.wait_ready)
         await load_example_catalogue(pool)
         async with Client(slice_, pool) as client:
             tenancies = [await client.onboard(council) for council in COUNCILS[:10]]
@@ -74,8 +79,12 @@ async def test_twenty_onboardings_survive_the_broker_restarting_empty(
             tenancies += [await client.onboard(council) for council in COUNCILS[10:]]
             for tenancy_id in tenancies:
                 found = await client.wait_for(tenancy_id, timeout=120)
-                assert found["state"] == "active", found
+                assert found["state"] == "active", (found["reason"], found["steps"])
             await assert_once_each(client, slice_, tenancies)
+    finally:
+        for worker in workers:
+            worker.stop()
+        await pool.close()
 
 
 async def assert_once_each(client: Client, slice_: Slice, tenancies: list[str]) -> None:

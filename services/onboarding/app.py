@@ -10,7 +10,8 @@ from services.onboarding import handlers, service
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.redrive import run_redrive
 from services.onboarding.settings import OnboardingSettings
-from shared import audit
+from shared import audit, metrics
+from shared.health import CHECK_TIMEOUT
 from shared.messaging import DeadLetterHook
 from shared.worker import Worker, build_worker, create_app
 
@@ -21,6 +22,13 @@ def build(settings: OnboardingSettings | None = None) -> Worker:
     settings = settings or OnboardingSettings()
     worker = build_worker("onboarding", settings, on_dead_letter=fail_tenancy_on_dead_letter)
     worker.schemas["audit"] = audit.MIGRATIONS  # every lifecycle change is in the audit trail
+    # Only the owner of onboarding.tenancies reads it, and only it sees tenancies activate.
+    metrics.enable_onboarding_metrics()
+
+    async def tenancies() -> None:
+        await metrics.refresh_tenancies(worker.pool, CHECK_TIMEOUT)
+
+    worker.metrics_refreshers.append(tenancies)
     csv_path = settings.councils_csv
     handlers.register(worker, cache(lambda: CouncilRegister.from_csv(csv_path)))
     worker.background.append(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from services.onboarding.councils import CouncilRecord, CouncilRefused, CouncilRegister
 from services.onboarding.domain import State
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
-from shared import audit
+from shared import audit, metrics
 from shared.catalogue import ServiceManifest
 from shared.events import (
     Acceptance,
@@ -219,6 +219,13 @@ async def step_completed(
         data = TenancyProvisionedData(council=tenancy.council_gss, service_id=tenancy.service_id)
         tx.emit(TenancyProvisioned.new(source=SOURCE, subject=tenancy.id, data=data))
         await record(tx, "tenancy.active", tenancy.id)
+        took = await tx.conn.fetchval(
+            "SELECT extract(epoch FROM active_at - requested_at)::float8"
+            " FROM onboarding.tenancies WHERE id = $1",
+            tenancy.id,
+        )
+        if took is not None:
+            metrics.TIME_TO_ACTIVE.observe(took)
 
 
 async def fail_if_known(tx: Transaction, subject: str, reason: str) -> None:

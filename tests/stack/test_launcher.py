@@ -240,6 +240,28 @@ def test_supervises_workers_and_stops_on_ctrl_c(
     stack.wait_for(r"^\[stack\] +restarting onboarding \(restart 1 of 5", timeout=5, after=died)
     stack.wait_for(r"^\[onboarding\] .*worker ready", timeout=60, after=died)
 
+    # The broker dies too: it is started again, empty, with its topics, and the stack goes on.
+    broker = next(
+        p
+        for p in psutil.Process(stack.proc.pid).children(recursive=True)
+        if "tansu" in " ".join(p.cmdline()).lower()
+    )
+    broker.kill()
+    gone = stack.wait_for(r"^\[stack\] +the broker stopped unexpectedly", timeout=10)
+    stack.wait_for(r"^\[stack\] +restarting the broker \(restart 1 of 5", timeout=5, after=gone)
+    stack.wait_for(r"^\[stack\] +the broker is back at", timeout=30, after=gone)
+    listed = subprocess.run(
+        [sys.executable, "-m", "cli.main", "services", "--json"],
+        cwd=REPO_ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert stack.proc.poll() is None, stack.output
+
     stack.proc.send_signal(signal.SIGINT)
     assert stack.wait() == 0, stack.output
     assert "stopped" in stack.lines[-1]
