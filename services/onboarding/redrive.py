@@ -25,7 +25,10 @@ async def redrive_once(uow: UnitOfWork, after_seconds: float, max_attempts: int)
         stalled = await tx.conn.fetch(
             "SELECT id::text, state, redrive_attempts FROM onboarding.tenancies"
             " WHERE state IN ('requested', 'registered', 'offboarding')"
-            " AND updated_at < now() - make_interval(secs => $1)"
+            # Each attempt waits twice as long as the one before (at most 8 times the first),
+            # so a broker that is slow to come back is not flooded.
+            " AND updated_at < now()"
+            "   - make_interval(secs => $1 * LEAST(power(2, redrive_attempts), 8))"
             " ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
             after_seconds,
         )
