@@ -12,6 +12,9 @@ from __future__ import annotations
 
 #: Scenario name -> module, in the order ``python -m bench`` runs them.
 SCENARIOS: dict[str, str] = {
+    "all-councils": "bench.all_councils",
+    "one-at-a-time": "bench.one_at_a_time",
+    "scale": "bench.scale",
     "isolation": "bench.isolation",
     "metering": "bench.metering",
 }

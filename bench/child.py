@@ -32,7 +32,7 @@ SystemRun = Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
 
 async def run_child(
     scenario: str,
-    settings: type[CommonSettings],
+    settings: type[CommonSettings] | Sequence[type[CommonSettings]],
     root: Path,
     index: int,
     config: dict[str, Any],
@@ -40,8 +40,8 @@ async def run_child(
     within: float,
 ) -> dict[str, Any]:
     """Run the system side of repeat ``index`` in a child process working in a folder of its
-    own under ``root``; returns what it measured. ``settings`` is the worker's settings class,
-    whose variables are kept out of the child's environment."""
+    own under ``root``; returns what it measured. ``settings`` is the settings class of each
+    worker the child runs, whose variables are kept out of the child's environment."""
     folder = root / f"system-{index}"
     folder.mkdir()
     config_file, out_file, log_file = (folder / n for n in ("config.json", "out.json", "log"))
@@ -74,9 +74,12 @@ async def run_child(
     return measured
 
 
-def child_env(settings: type[CommonSettings]) -> dict[str, str]:
-    """The parent's environment without anything that would change the worker's settings."""
-    fields = {name.upper() for name in settings.model_fields}
+def child_env(
+    settings: type[CommonSettings] | Sequence[type[CommonSettings]],
+) -> dict[str, str]:
+    """The parent's environment without anything that would change the workers' settings."""
+    classes = [settings] if isinstance(settings, type) else settings
+    fields = {name.upper() for cls in classes for name in cls.model_fields}
     return {
         key: value
         for key, value in os.environ.items()

@@ -136,6 +136,12 @@ def figure(
     return out
 
 
+def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    """``items`` in consecutive lists of ``size`` (the last may be shorter)."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
 class Laps:
     """Time spent per step, added up across items: where the time of a loop goes."""
 

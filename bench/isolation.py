@@ -30,7 +30,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -45,6 +44,7 @@ from bench.common import (
     Laps,
     Options,
     both_sides,
+    chunks,
     empty_cluster,
     figure,
     kept,
@@ -186,7 +186,7 @@ async def _system_run(config: dict[str, Any]) -> dict[str, Any]:
             await producer.start()
             try:
                 for number, batch in enumerate(
-                    [ids[:warmup], *_chunks(ids[warmup:], config["batch"])]
+                    [ids[:warmup], *chunks(ids[warmup:], config["batch"])]
                 ):
                     sent = []
                     for tid in batch:
@@ -231,11 +231,6 @@ def _registered(tenancy_id: str, manifest: ServiceManifest) -> bytes:
         ),
     )
     return event.model_dump_json().encode()
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _handler_spans(spans_file: Path, topic: str) -> dict[str, float]:
@@ -339,7 +334,6 @@ def _reason(value: bytes | None) -> str:
 
 
 async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
-    from services.isolation.plan import database_setup
     from services.isolation.settings import IsolationSettings
 
     manifest = load_manifest(MANIFEST)
@@ -348,13 +342,10 @@ async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
     ids = [str(uuid.uuid4()) for _ in range(plan.warmup + plan.tenancies)]
     n, w = plan.tenancies, plan.window
     laps = Laps()
-    await db.ensure_database(db.with_database(server, database))
-    conn = await db.connect(db.with_database(server, database))
+    conn = await open_service_database(server, database)
     try:
-        for statement in database_setup(database):
-            await conn.execute(statement)
         for tid in ids[: plan.warmup]:
-            await _isolate_raw(conn, tid, manifest, database, limit, Laps())
+            await isolate_raw(conn, tid, manifest, database, limit, Laps())
         starts, ends = [], []
         for number, tid in enumerate(ids[plan.warmup :]):
             if number == w:
@@ -362,7 +353,7 @@ async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
             if number == n - w:
                 before_last = laps.snapshot()
             starts.append(time.perf_counter())
-            await _isolate_raw(conn, tid, manifest, database, limit, laps)
+            await isolate_raw(conn, tid, manifest, database, limit, laps)
             ends.append(time.perf_counter())
     finally:
         await conn.close()
@@ -378,7 +369,18 @@ async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
     }
 
 
-async def _isolate_raw(
+async def open_service_database(server: str, database: str) -> asyncpg.Connection[asyncpg.Record]:
+    """A connection to a new service database set up as the isolation worker sets up its own."""
+    from services.isolation.plan import database_setup
+
+    await db.ensure_database(db.with_database(server, database))
+    conn = await db.connect(db.with_database(server, database))
+    for statement in database_setup(database):
+        await conn.execute(statement)
+    return conn
+
+
+async def isolate_raw(
     conn: asyncpg.Connection[asyncpg.Record],
     tenancy_id: str,
     manifest: ServiceManifest,

@@ -85,3 +85,45 @@ def test_metering_quick_counts_exactly_and_writes_its_figures(tmp_path: Path) ->
             assert item[side]["median"] > 0, (key, side)
     assert scenario["machine"]["postgres"]
     assert "events per second" in done.stdout  # the table was printed
+
+
+def test_onboarding_scenarios_quick_write_their_figures_and_the_chart(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+
+    # Smaller than --quick: 30 councils at once, 30 one at a time, 30 in three batches.
+    done = run_bench(
+        "all-councils",
+        "one-at-a-time",
+        "scale",
+        "--quick",
+        "--tenancies",
+        "30",
+        "--batch",
+        "10",
+        "--output",
+        str(results),
+    )
+
+    assert done.returncode == 0, done.stdout[-4000:]
+    scenarios = json.loads(results.read_text())["scenarios"]
+    assert set(scenarios) == {"all-councils", "one-at-a-time", "scale"}
+    expected = {
+        "all-councils": ("total_s", "councils_per_second", "p50_ms", "p95_ms", "p99_ms"),
+        "one-at-a-time": ("p50_ms", "p99_ms", "mean_ms"),
+        "scale": ("first_ms_per_tenancy", "last_ms_per_tenancy", "total_s"),
+    }
+    for name, keys in expected.items():
+        scenario = scenarios[name]
+        assert scenario["parameters"]["repeat"] == 1
+        assert scenario["machine"]["postgres"]
+        for key in keys:
+            item = scenario["figures"][key]
+            for side in ("system", "floor", "ratio"):
+                assert item[side]["median"] > 0, (name, key, side)
+    assert scenarios["all-councils"]["parameters"]["councils"] == 30
+    assert scenarios["one-at-a-time"]["parameters"]["runs"] == 30
+    assert scenarios["scale"]["parameters"]["tenancies"] == 30
+    assert len(scenarios["scale"]["series"]["system"]) == 3
+    chart = results.with_suffix(".png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "councils per second" in done.stdout  # the tables were printed

@@ -33,8 +33,11 @@ class IsolationFailed(Exception):
 
 
 async def execute_all(conn: Connection, statements: list[str]) -> None:
-    for statement in statements:
-        await conn.execute(statement)
+    """Run the statements in one round trip. They carry no parameters (identifiers are quoted
+    when the plan is built), so the simple query protocol takes them all at once; each on its
+    own line, so a statement ending in a comment cannot swallow the separator."""
+    if statements:
+        await conn.execute("\n;\n".join(statements))
 
 
 async def apply_migration(
