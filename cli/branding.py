@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, run, settings
+from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, poll, run, settings
 from cli.context import database, request
 from cli.settings import CliSettings
 from services.branding.app import MIGRATIONS as BRANDING_MIGRATIONS
@@ -73,13 +71,12 @@ async def send_and_follow(
         async with request(config, pool, "branding", span, attributes, BRANDING_MIGRATIONS) as tx:
             await Requests(tx.conn).record(str(event.id), event.subject, kind)
             tx.emit(event)
-        deadline = time.monotonic() + wait
-        while True:
+
+        async def ask() -> Request | None:
             async with pool.acquire() as conn:
-                found = await Requests(conn).get(str(event.id), event.subject)
-            if found is None or found.status != "requested" or time.monotonic() >= deadline:
-                return found
-            await asyncio.sleep(0.1)
+                return await Requests(conn).get(str(event.id), event.subject)
+
+        return await poll(ask, lambda found: found is None or found.status != "requested", wait)
 
 
 def report(config: CliSettings, tenancy_id: str, found: Request | None, as_json: bool) -> None:

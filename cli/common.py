@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +20,20 @@ err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TERMINAL_STATES = {"active", "failed", "offboarded"}
+Answer = TypeVar("Answer")
+
+
+async def poll(
+    ask: Callable[[], Awaitable[Answer]], done: Callable[[Answer], bool], wait: float
+) -> Answer:
+    """Ask until the answer is done or ``wait`` seconds have passed; the last answer. The
+    workers answer through PostgreSQL, so following a request is asking it again."""
+    deadline = time.monotonic() + wait
+    while True:
+        answer = await ask()
+        if done(answer) or time.monotonic() >= deadline:
+            return answer
+        await asyncio.sleep(0.1)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -8,14 +8,12 @@ command waits until the ledger says it is done, then prints the new connection s
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Annotated
 
 import typer
 
-from cli.common import JsonFlag, err, fail, parse_tenancy_id, run, settings
+from cli.common import JsonFlag, err, fail, parse_tenancy_id, poll, run, settings
 from cli.context import database, request, tenant_databases
 from cli.migrations import NotFound
 from cli.settings import CliSettings
@@ -61,14 +59,14 @@ async def rotate(config: CliSettings, tenancy_id: str, wait: float) -> str:
         ) as tx:
             data = CredentialsRotationRequestedData(service_id=service_id)
             tx.emit(CredentialsRotationRequested.new(source=SOURCE, subject=tenancy_id, data=data))
-    deadline = time.monotonic() + wait
-    while await last_rotated(databases, service_id, tenancy_id) == before:
-        if time.monotonic() >= deadline:
-            raise NotRotated(
-                f"rotation requested but not done within {wait:g} s (is the isolation worker"
-                " running?); it stays queued, and the current password works until it is done"
-            )
-        await asyncio.sleep(0.1)
+    rotated = await poll(
+        lambda: last_rotated(databases, service_id, tenancy_id), lambda at: at != before, wait
+    )
+    if rotated == before:
+        raise NotRotated(
+            f"rotation requested but not done within {wait:g} s (is the isolation worker"
+            " running?); it stays queued, and the current password works until it is done"
+        )
     return await connection_string(
         config.tenant_server_url, config.database_url, service_id, tenancy_id
     )

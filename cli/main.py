@@ -3,11 +3,9 @@ reads state; the workers do the work."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +17,17 @@ from rich.table import Table
 from cli import audit as audit_commands
 from cli import branding, credentials, dlq, metering, migrations, offboarding, tokens
 from cli import trace as trace_command
-from cli.common import TERMINAL_STATES, JsonFlag, err, fail, out, parse_tenancy_id, run, settings
+from cli.common import (
+    TERMINAL_STATES,
+    JsonFlag,
+    err,
+    fail,
+    out,
+    parse_tenancy_id,
+    poll,
+    run,
+    settings,
+)
 from cli.context import database, request
 from services.branding.brand_file import BrandFileError, load_brand_file
 from services.onboarding.councils import CouncilRegister, ReferenceDataMissing
@@ -233,15 +241,15 @@ def status(
     config = settings()
 
     async def fetch() -> dict[str, Any] | None:
-        deadline = time.monotonic() + wait
         async with database(config) as pool:
-            while True:
+
+            async def ask() -> dict[str, Any] | None:
                 async with pool.acquire() as conn:
-                    found = await TenancyRepository(conn).status(tenancy_id)
-                done = found is None or found["state"] in TERMINAL_STATES
-                if done or time.monotonic() >= deadline:
-                    return found
-                await asyncio.sleep(0.1)
+                    return await TenancyRepository(conn).status(tenancy_id)
+
+            return await poll(
+                ask, lambda found: found is None or found["state"] in TERMINAL_STATES, wait
+            )
 
     found = run(fetch())
     if found is None:

@@ -3,10 +3,8 @@ period into invoices, and the file finance imports."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, run, settings
+from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, poll, run, settings
 from cli.context import database, request
 from services.metering.app import MIGRATIONS as METERING_MIGRATIONS
 from services.metering.periods import Period
@@ -130,13 +128,15 @@ def billing_close(
             ) as tx:
                 data = BillingCloseRequestedData(service=manifest, period=str(closing))
                 tx.emit(BillingCloseRequested.new(source="tenancy/cli", subject=service, data=data))
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
+
+            async def closed() -> bool:
                 async with pool.acquire() as conn:
-                    if await Billing(conn).is_closed(service, str(closing)):
-                        return await Billing(conn).invoices(service, str(closing))
-                await asyncio.sleep(0.1)
-            return None
+                    return await Billing(conn).is_closed(service, str(closing))
+
+            if not await poll(closed, bool, wait):
+                return None
+            async with pool.acquire() as conn:
+                return await Billing(conn).invoices(service, str(closing))
 
     issued = run(submit())
     if issued is None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Annotated, Any
 
 import typer
 
-from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, run, settings
+from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, poll, run, settings
 from cli.context import database, request
 from services.onboarding.repository import TenancyRepository
 from services.onboarding.service import RequestRefused, request_offboarding
@@ -47,14 +45,13 @@ def offboard(
             await request_offboarding(tx, tenancy_id, source="tenancy/cli", reason=reason)
 
     async def follow() -> dict[str, Any] | None:
-        deadline = time.monotonic() + wait
         async with database(config) as pool:
-            while True:
+
+            async def ask() -> dict[str, Any] | None:
                 async with pool.acquire() as conn:
-                    found = await TenancyRepository(conn).status(tenancy_id)
-                if found is None or found["state"] in FINISHED or time.monotonic() >= deadline:
-                    return found
-                await asyncio.sleep(0.1)
+                    return await TenancyRepository(conn).status(tenancy_id)
+
+            return await poll(ask, lambda found: found is None or found["state"] in FINISHED, wait)
 
     try:
         run(submit())

@@ -68,6 +68,17 @@ async def crash_slice(servers: Servers, tmp_path: Path) -> Slice:
     return slice_
 
 
+@pytest.fixture
+async def client(crash_slice: Slice) -> AsyncIterator[Client]:
+    """An operator's client of ``crash_slice``, whose workers the test runs as processes."""
+    pool = await db.create_pool(crash_slice.database_url, max_size=4)
+    try:
+        async with Client(crash_slice, pool) as client:
+            yield client
+    finally:
+        await pool.close()
+
+
 @pytest.fixture(scope="session")
 async def platform_slice(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Slice:
     slice_ = new_slice(servers, tmp_path_factory.mktemp("platform"))
@@ -92,6 +103,7 @@ class Api:
 
     url: str
     pool: db.Pool
+    process: WorkerProcess
 
     async def token(
         self, role: str, council: str | None = None, service: str | None = None
@@ -114,6 +126,6 @@ async def api(platform: Client) -> AsyncIterator[Api]:
     process.start()
     try:
         await asyncio.to_thread(process.wait_ready)
-        yield Api(f"http://127.0.0.1:{port}", platform.pool)
+        yield Api(f"http://127.0.0.1:{port}", platform.pool, process)
     finally:
         process.stop()

@@ -14,7 +14,7 @@ from shared.catalogue import Migration
 from shared.events import OnboardingRequested, OnboardingRequestedData
 from shared.topics import Topic
 from tests.harness import Client
-from tests.test_cli import tenancy
+from tests.harness import cli as tenancy
 
 
 async def acceptance_of(client: Client, tenancy_id: str) -> dict[str, Any]:

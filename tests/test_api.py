@@ -12,7 +12,7 @@ import httpx
 
 from tests.conftest import Api
 from tests.harness import Client
-from tests.test_cli import tenancy
+from tests.harness import cli as tenancy
 
 MANIFEST: dict[str, Any] = {
     "id": "street-lighting",
@@ -154,3 +154,28 @@ async def test_the_cli_calls_the_api_with_a_token(platform: Client, api: Api) ->
     refused = await tenancy(platform.slice, "api", "GET", "/audit", env=env)
     assert refused.returncode == 1
     assert json.loads(refused.stdout)["status"] == 403
+
+
+async def test_a_token_is_never_stored_logged_or_audited(platform: Client, api: Api) -> None:
+    """Promise 5: the token is shown once, to whoever made it; the platform keeps its hash."""
+    header = await api.token("council-admin", council="E06000052")
+    token = header["Authorization"].removeprefix("Bearer ")
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        await http.get("/tenancies", headers=header)
+        await http.post(
+            "/tenancies",
+            json={
+                "council": "E06000052",
+                "service": "bin-collections",
+                "acceptance": {"agreement_version": "1", "name": "Kim Lee", "role": "CIO"},
+            },
+            headers=header,
+        )
+        await http.get("/audit", headers=header)  # refused, and logged as such if at all
+    async with platform.pool.acquire() as conn:
+        audited = await conn.fetchval("SELECT string_agg(t::text, '') FROM audit.log t")
+        stored = await conn.fetchval("SELECT string_agg(t::text, '') FROM api.tokens t")
+    assert token not in audited
+    assert token not in stored
+    assert token not in api.process.output()
+    assert token not in (platform.slice.root / "spans.jsonl").read_text()

@@ -28,7 +28,7 @@ from shared.events import (
 from shared.settings import REPO_ROOT
 from shared.topics import Topic
 from tests.harness import Client, drained, events_on
-from tests.test_cli import tenancy
+from tests.harness import cli as tenancy
 
 EXAMPLE = REPO_ROOT / "examples" / "brands" / "hackney" / "brand.yaml"
 EVIL_SVG = (

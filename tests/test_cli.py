@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Client, Slice
-
-
-async def tenancy(
-    slice_: Slice, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    # In a thread: the in-process workers share this event loop and must keep running.
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "cli.main", *args],
-        env={**os.environ, **slice_.env(), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.harness import Client
+from tests.harness import cli as tenancy
 
 
 async def test_services_onboard_and_status_as_json(platform: Client, tmp_path: Path) -> None:

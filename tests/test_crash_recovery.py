@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,16 +29,6 @@ def processes(crash_slice: Slice) -> Iterator[dict[str, WorkerProcess]]:
     yield procs
     for proc in procs.values():
         proc.stop()
-
-
-@pytest.fixture
-async def client(crash_slice: Slice) -> AsyncIterator[Client]:
-    pool = await db.create_pool(crash_slice.database_url, max_size=4)
-    try:
-        async with Client(crash_slice, pool) as client:
-            yield client
-    finally:
-        await pool.close()
 
 
 async def start_all(

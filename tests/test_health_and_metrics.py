@@ -52,16 +52,6 @@ def processes(crash_slice: Slice) -> Iterator[dict[str, WorkerProcess]]:
 
 
 @pytest.fixture
-async def client(crash_slice: Slice) -> AsyncIterator[Client]:
-    pool = await db.create_pool(crash_slice.database_url, max_size=4)
-    try:
-        async with Client(crash_slice, pool) as client:
-            yield client
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=5.0) as http:
         yield http

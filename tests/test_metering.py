@@ -23,7 +23,7 @@ from shared.catalogue import PeriodKind
 from shared.events import Council
 from shared.topics import Topic
 from tests.harness import Client, Slice, WorkerProcess, drained, offboard
-from tests.test_cli import tenancy
+from tests.harness import cli as tenancy
 
 SEPTEMBER = datetime(2026, 9, 15, 12, 0, tzinfo=UTC)
 

@@ -35,7 +35,7 @@ from shared import db
 from shared.catalogue import IsolationTier, ServiceManifest
 from shared.identifiers import service_database_name, tenant_object_name
 from tests.harness import WORKERS, Client, drained, offboard
-from tests.test_cli import tenancy
+from tests.harness import cli as tenancy
 
 OFFBOARDED = frozenset({"offboarded", "failed"})
 

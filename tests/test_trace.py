@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.harness import WORKERS, Client, Slice
-from tests.test_cli import tenancy as run_cli
+from tests.harness import cli as run_cli
 
 COUNCIL = "E07000242"  # East Hertfordshire: no other test onboards it
 
