@@ -14,7 +14,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,8 @@ MAX_EXAMPLES = 25
 SEED = 20260914  # the same cases every run, so a failure reproduces
 
 
-@dataclass
-class Fuzzed:
-    api: Api
-    process: WorkerProcess
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def fuzzed(
-    servers: Servers, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Fuzzed]:
+async def fuzzed(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     slice_ = new_slice(servers, tmp_path_factory.mktemp("fuzz"))
     await db.ensure_database(slice_.database_url)
     # The API publishes what it accepts; with its topics in place a publish never waits on
@@ -61,9 +52,9 @@ async def fuzzed(
         try:
             # The API migrated the schemas at start; give it the catalogue the platform has.
             await load_example_catalogue(pool, [MANIFESTS])
-            api = Api(f"http://127.0.0.1:{port}", pool)
+            api = Api(f"http://127.0.0.1:{port}", pool, process)
             await seed(api)
-            yield Fuzzed(api, process)
+            yield api
         finally:
             await pool.close()
     finally:
@@ -160,8 +151,8 @@ def unexplained_failures(log: str, reports: list[dict[str, Any]]) -> list[str]:
     return found
 
 
-async def test_no_request_makes_the_api_fail(fuzzed: Fuzzed, tmp_path: Path) -> None:
-    api, logged = fuzzed.api, len(fuzzed.process.output())
+async def test_no_request_makes_the_api_fail(fuzzed: Api, tmp_path: Path) -> None:
+    api, logged = fuzzed, len(fuzzed.process.output())
     operator = await api.token("operator")
     # With a token and without (the fuzzer then makes up Authorization headers of its own),
     # side by side. Registering services runs last, alone: what it stores is read by others.
@@ -184,18 +175,18 @@ async def test_no_request_makes_the_api_fail(fuzzed: Fuzzed, tmp_path: Path) -> 
 LONG_URL = "https://" + (("b" * 62 + ".") * 40)[: 2083 - 12] + ".com"  # 2,083 characters
 
 
-async def test_an_empty_logo_is_refused_as_invalid(fuzzed: Fuzzed) -> None:
+async def test_an_empty_logo_is_refused_as_invalid(fuzzed: Api) -> None:
     brand = {"name": "Fuzz", "colours": {"primary": "#00664F"}, "logo_base64": ""}
-    async with httpx.AsyncClient(base_url=fuzzed.api.url) as http:
+    async with httpx.AsyncClient(base_url=fuzzed.url) as http:
         answer = await http.post(
             f"/tenancies/{uuid.uuid4()}/brand",
             json=brand,
-            headers=await fuzzed.api.token("operator"),
+            headers=await fuzzed.token("operator"),
         )
     assert answer.status_code == 422, answer.text
 
 
-async def test_a_registered_service_can_be_read_back(fuzzed: Fuzzed) -> None:
+async def test_a_registered_service_can_be_read_back(fuzzed: Api) -> None:
     assert len(LONG_URL) == 2083
     manifest = {
         "id": "fuzz-long-url",
@@ -203,9 +194,9 @@ async def test_a_registered_service_can_be_read_back(fuzzed: Fuzzed) -> None:
         "owner_council": "E09000012",
         "agreement": {"version": "1", "url": LONG_URL},
     }
-    operator = await fuzzed.api.token("operator")
+    operator = await fuzzed.token("operator")
     try:
-        async with httpx.AsyncClient(base_url=fuzzed.api.url) as http:
+        async with httpx.AsyncClient(base_url=fuzzed.url) as http:
             registered = await http.post("/services", json=manifest, headers=operator)
             assert registered.status_code == 422, registered.text
             assert "agreement.url" in registered.json()["detail"]
@@ -213,4 +204,4 @@ async def test_a_registered_service_can_be_read_back(fuzzed: Fuzzed) -> None:
             assert listed.status_code == 200, listed.text
     finally:
         # The row would break every later read of this slice's catalogue.
-        await fuzzed.api.pool.execute("DELETE FROM onboarding.services WHERE id = 'fuzz-long-url'")
+        await fuzzed.pool.execute("DELETE FROM onboarding.services WHERE id = 'fuzz-long-url'")
