@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
@@ -90,10 +91,43 @@ async def ensure_database(dsn: str) -> None:
         await conn.close()
 
 
-async def create_pool(dsn: str, *, max_size: int = 10) -> Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection)
+async def create_pool(dsn: str, *, max_size: int = 10, runs_foreign_sql: bool = False) -> Pool:
+    """A pool of connections set up for the platform's JSON columns.
+
+    asyncpg's default release costs a round trip on every release (``RESET ALL``, unlisten,
+    advisory unlock). The platform's own SQL changes no session state: its settings are
+    ``SET LOCAL`` and its session locks go through :func:`session_lock`, which releases or drops
+    them; asyncpg still rolls back a transaction left open. A pool that ``runs_foreign_sql``
+    (a manifest's migrations) keeps the full reset, since that SQL may ``SET`` anything.
+    """
+    reset = None if runs_foreign_sql else _keep_session
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=max_size, init=_init_connection, reset=reset
+    )
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Nothing to undo on release (see :func:`create_pool`)."""
+
+
+@contextlib.asynccontextmanager
+async def session_lock(conn: Connection, key: str) -> AsyncIterator[None]:
+    """A session advisory lock on ``key``, for work spanning several transactions.
+
+    If it cannot be released (the connection broke, or the task was cancelled mid-release),
+    the connection is dropped, so a pooled connection never goes back holding it.
+    """
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
+    try:
+        yield
+    finally:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+        except BaseException:
+            conn.terminate()
+            raise
 
 
 async def connect(dsn: str) -> asyncpg.Connection[asyncpg.Record]:
@@ -119,8 +153,7 @@ async def migrate(pool: Pool, schema: str, migrations_dir: Path | None) -> list[
     async with pool.acquire() as conn:
         if wanted <= await _applied(conn, schema):
             return applied
-        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"tenancy:{schema}")
-        try:
+        async with session_lock(conn, f"tenancy:{schema}"):
             done = await _applied(conn, schema)
             for version in sorted(wanted - done):
                 sql = (
@@ -136,8 +169,6 @@ async def migrate(pool: Pool, schema: str, migrations_dir: Path | None) -> list[
                         version,
                     )
                 applied.append(version)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"tenancy:{schema}")
     return applied
 
 

@@ -12,6 +12,7 @@ How a failing event is treated depends on why it fails:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import socket
@@ -34,6 +35,7 @@ from pydantic import ValidationError
 
 from shared import metrics
 from shared.catalogue import describe_validation_error
+from shared.commits import OffsetCommits
 from shared.identifiers import quote_ident
 from shared.logging import get_logger
 from shared.settings import CommonSettings
@@ -131,7 +133,9 @@ def subscriber_options(settings: CommonSettings, worker: str, topic: str) -> dic
         # One consumer group per (worker, topic): each scales out on its own.
         "group_id": f"{settings.topic_prefix}tenancy-{worker}.{topic}",
         "auto_offset_reset": "earliest",
-        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        # EventMiddleware acknowledges: it records handled offsets for OffsetCommits and
+        # rewinds the consumer to an event that must be read again.
+        "ack_policy": AckPolicy.MANUAL,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": max(300, settings.kafka_session_timeout_ms // 4),
         "rebalance_timeout_ms": settings.kafka_session_timeout_ms,
@@ -234,15 +238,34 @@ class EventMiddleware(BaseMiddleware):
         worker: str,
         attempts: int,
         dead_letters: DeadLetters,
+        commits: OffsetCommits,
         topic_prefix: str = "",
     ) -> None:
         super().__init__(msg, context=context)
         self.worker = worker
         self.attempts = attempts
         self.dead_letters = dead_letters
+        self.commits = commits
         self.topic_prefix = topic_prefix
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        """Whatever returns has been handled or dead-lettered: its offset may be committed.
+        Whatever raises must be read again: the consumer is rewound to it."""
+        raw = msg.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        try:
+            result = await self._consume_one_or_batch(call_next, msg)
+        except BaseException:
+            # Fails only for a partition no longer assigned here: its new owner reads it again.
+            with contextlib.suppress(Exception):
+                await msg.nack()
+            raise
+        consumer = getattr(msg, "consumer", None)
+        if consumer is not None:
+            self.commits.handled(consumer, records)
+        return result
+
+    async def _consume_one_or_batch(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         raw = msg.raw_message
         if isinstance(raw, tuple):
             return await self._consume_batch(call_next, msg, raw)
@@ -352,12 +375,17 @@ class EventMiddleware(BaseMiddleware):
 
 
 def event_middleware(
-    worker: str, attempts: int, dead_letters: DeadLetters, topic_prefix: str = ""
+    worker: str,
+    attempts: int,
+    dead_letters: DeadLetters,
+    commits: OffsetCommits,
+    topic_prefix: str = "",
 ) -> Any:
     return partial(
         EventMiddleware,
         worker=worker,
         attempts=attempts,
         dead_letters=dead_letters,
+        commits=commits,
         topic_prefix=topic_prefix,
     )

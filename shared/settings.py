@@ -33,6 +33,9 @@ class CommonSettings(BaseSettings):
     # How long a fetch waits for new events; every hop between workers can cost up to this.
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=0)
     kafka_metadata_max_age_ms: int = Field(default=10_000, ge=1_000)
+    # Handled events' offsets are committed together this often, not one request per event; a
+    # worker that dies sees at most this much again, which its inbox recognises.
+    kafka_commit_interval_ms: int = Field(default=200, ge=10)
     otel_exporter_otlp_endpoint: str | None = None
     spans_file: Path = STATE_DIR / "spans.jsonl"
     # Content-addressed store for uploaded files (logos); events carry only references.

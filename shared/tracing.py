@@ -32,20 +32,21 @@ class JsonLinesSpanExporter(SpanExporter):
     """Appends one JSON object per span; O_APPEND keeps lines whole across processes."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Opened once: a span is one write, not an open, a write and a close.
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._fd is None:
+            return SpanExportResult.FAILURE
         lines = "".join(json.dumps(_span_record(span)) + "\n" for span in spans)
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, lines.encode())
-        finally:
-            os.close(fd)
+        os.write(self._fd, lines.encode())
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        return None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _span_record(span: ReadableSpan) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
 from shared import db, metrics
+from shared.commits import OffsetCommits
 from shared.events import CloudEvent, Step, StepFailed, StepFailedData
 from shared.health import CHECK_TIMEOUT, HealthServer, Probes, serving
 from shared.kafka_admin import ensure_topics
@@ -47,6 +48,8 @@ class Worker:
     name: str
     settings: CommonSettings
     broker: KafkaBroker
+    # Offsets of handled events, committed in the background (see shared.commits).
+    commits: OffsetCommits
     # Resources a worker opens beyond the platform pool, closed when it stops.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Loops that run while the worker runs (outbox relay, re-drive), given its unit of work.
@@ -106,7 +109,8 @@ def build_worker(
     on_dead_letter: Callable[[Worker], DeadLetterHook] | None = None,
 ) -> Worker:
     broker = create_broker(settings, client_id=f"tenancy-{name}")
-    worker = Worker(name=name, settings=settings, broker=broker)
+    commits = OffsetCommits(settings.kafka_commit_interval_ms / 1000)
+    worker = Worker(name=name, settings=settings, broker=broker, commits=commits)
     dlq = worker.topic(dead_letter_topic(name))
     dead_letters = DeadLetters(
         worker=name,
@@ -119,7 +123,9 @@ def build_worker(
         dead_letters.on_dead_letter = on_dead_letter(worker)
     worker._dead_letters = dead_letters
     broker.add_middleware(
-        event_middleware(name, settings.handler_attempts, dead_letters, settings.topic_prefix)
+        event_middleware(
+            name, settings.handler_attempts, dead_letters, commits, settings.topic_prefix
+        )
     )
 
     async def consumer_lag() -> None:
@@ -155,6 +161,8 @@ def create_app(worker: Worker, migrations_dir: Path | None) -> FastStream:
 
     configure_logging(worker.name, settings.log_level, settings.log_format)
     app = FastStream(worker.broker, lifespan=lifespan, logger=None)
+    # Before the consumers stop, while they can still commit what was handled.
+    app.on_shutdown(worker.commits.flush)
 
     @app.after_startup
     async def announce_ready() -> None:
@@ -216,6 +224,7 @@ async def _resources(worker: Worker, migrations_dir: Path | None) -> AsyncIterat
             settings.topic_prefix,
         )
         tasks.append(asyncio.create_task(worker.uow.run_relay(settings.outbox_sweep_seconds)))
+        tasks.append(asyncio.create_task(worker.commits.run()))
         tasks += [asyncio.create_task(loop(worker.uow)) for loop in worker.background]
         yield worker
     finally:

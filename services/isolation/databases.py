@@ -31,19 +31,18 @@ class ServiceDatabases:
         async with self._lock:
             if name not in self._pools:
                 await self.prepare(name)
-                self._pools[name] = await db.create_pool(self.dsn(name), max_size=4)
+                self._pools[name] = await db.create_pool(
+                    self.dsn(name), max_size=4, runs_foreign_sql=True
+                )
         return self._pools[name], name
 
     async def prepare(self, database: str) -> None:
         await db.ensure_database(self.dsn(database))
         conn = await db.connect(self.dsn(database))
         try:
-            await conn.execute("SELECT pg_advisory_lock(hashtext('tenancy:setup'))")
-            try:
+            async with db.session_lock(conn, "tenancy:setup"):
                 for statement in database_setup(database):
                     await conn.execute(statement)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext('tenancy:setup'))")
         finally:
             await conn.close()
 

@@ -128,14 +128,8 @@ async def _tenancy_locked(conn: Connection, tenancy_id: str) -> AsyncIterator[No
     # A session lock, unlike Ledger.lock_tenancy's transaction lock, because the database tier
     # spans several transactions (DROP DATABASE cannot run in one). Same key, so they exclude
     # each other.
-    key = f"tenant:{tenancy_id}"
-    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", key)
-    try:
+    async with db.session_lock(conn, f"tenant:{tenancy_id}"):
         yield
-    finally:
-        # A lost connection released it already; a pooled one is reset on release anyway.
-        with contextlib.suppress(Exception):
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
 
 
 def _check_own_names(entry: LedgerEntry) -> None:

@@ -1,0 +1,61 @@
+"""Committing consumed offsets a moment after the events are handled, a few at a time.
+
+Committing after every event costs a request to the broker per event, on both sides. Here a
+handled event only records its offset, and a loop commits the latest offset of each partition
+every ``interval`` seconds. Only handled events are ever committed, so delivery stays at least
+once: a worker that dies loses at most the last interval's commits, and those events come
+again, to be recognised by the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class OffsetCommits:
+    def __init__(self, interval_seconds: float) -> None:
+        self.interval_seconds = interval_seconds
+        # consumer -> partition -> the next offset to read (the last handled one plus one)
+        self._pending: dict[Any, dict[TopicPartition, int]] = {}
+
+    def handled(self, consumer: Any, records: Iterable[Any]) -> None:
+        """Records of one consumer have been handled (or dead-lettered): commit past them."""
+        offsets = self._pending.setdefault(consumer, {})
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for consumer, offsets in pending.items():
+            # A partition handed to another member since is no longer ours to commit; that
+            # member reads it again from the last commit, and its inbox drops the repeats.
+            owned = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
+            if not owned:
+                continue
+            try:
+                await consumer.commit(owned)
+            except KafkaError as error:
+                log.info(
+                    "offsets not committed; those events will be redelivered", error=str(error)
+                )
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.interval_seconds)
+                await self.flush()
+        finally:
+            # Stopping: commit what was handled, if the consumers can still say so.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())
