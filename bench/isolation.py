@@ -371,11 +371,11 @@ async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
 
 async def open_service_database(server: str, database: str) -> asyncpg.Connection[asyncpg.Record]:
     """A connection to a new service database set up as the isolation worker sets up its own."""
-    from services.isolation.plan import database_setup
+    from services.isolation.plan import database_setup, shared_database_setup
 
     await db.ensure_database(db.with_database(server, database))
     conn = await db.connect(db.with_database(server, database))
-    for statement in database_setup(database):
+    for statement in database_setup(database) + shared_database_setup(database):
         await conn.execute(statement)
     return conn
 
@@ -413,7 +413,8 @@ async def isolate_raw(
             password = new_password()
             verifier = scram_verifier(password)
         for statement in login_role(names, verifier, connection_limit):
-            with laps.lap("CREATE ROLE ... PASSWORD <verifier>"):
+            secret = statement.startswith("CREATE ROLE")  # the label must not show the verifier
+            with laps.lap("CREATE ROLE ... PASSWORD <verifier>" if secret else _label(statement)):
                 await conn.execute(statement)
         with laps.lap("ledger insert"):
             await ledger.add(

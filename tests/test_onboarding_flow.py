@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from services.isolation.plan import tenants_group
 from services.onboarding.service import RequestRefused
 from shared import db
 from shared.identifiers import service_database_name, tenant_object_name
@@ -73,8 +74,18 @@ async def test_tenant_role_reaches_its_own_schema_only(platform: Client) -> None
             await tenant.execute("CREATE TABLE public.sneaky (id int)")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await tenant.fetch("SELECT * FROM tenancy_platform.tenants")
+        # It connects through the tenants' group, but can never act as the group.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await tenant.execute(f"SET ROLE {tenants_group(database)}")
     finally:
         await tenant.close()
+    # One grant for all tenants: the database's ACL does not grow with each one.
+    acl = await platform.pool.fetchval(
+        "SELECT datacl::text FROM pg_database WHERE datname = $1", database
+    )
+    assert tenants_group(database) in acl
+    assert role not in acl
+    assert other_schema not in acl
 
 
 async def test_failing_service_sql_fails_the_tenancy_visibly(platform: Client) -> None:

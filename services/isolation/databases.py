@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from services.isolation.plan import database_setup
+from services.isolation.plan import database_setup, shared_database_setup
 from shared import db
 from shared.identifiers import service_database_name
 
@@ -30,18 +30,20 @@ class ServiceDatabases:
         name = self.name_for(service_id)
         async with self._lock:
             if name not in self._pools:
-                await self.prepare(name)
+                await self.prepare(name, shared=True)
                 self._pools[name] = await db.create_pool(
                     self.dsn(name), max_size=4, runs_foreign_sql=True
                 )
         return self._pools[name], name
 
-    async def prepare(self, database: str) -> None:
+    async def prepare(self, database: str, *, shared: bool = False) -> None:
+        """Lock a database down; one that tenancies ``shared`` also gets their group role."""
         await db.ensure_database(self.dsn(database))
         conn = await db.connect(self.dsn(database))
+        statements = database_setup(database) + (shared_database_setup(database) if shared else [])
         try:
             async with db.session_lock(conn, "tenancy:setup"):
-                for statement in database_setup(database):
+                for statement in statements:
                     await conn.execute(statement)
         finally:
             await conn.close()

@@ -98,20 +98,49 @@ def database_setup(database: str) -> list[str]:
     ]
 
 
-def login_role(names: TenantNames, verifier: str, connection_limit: int) -> list[str]:
-    """The tenancy's own login role: no inherited, elevated or replication rights."""
+def tenants_group(database: str) -> str:
+    """The role through which tenants of a shared service database may connect to it."""
+    return "tenants_" + hashlib.blake2s(database.encode(), digest_size=8).hexdigest()
+
+
+def shared_database_setup(database: str) -> list[str]:
+    """Once per database several tenancies share (schema and pooled tiers): ``CONNECT`` is
+    granted to one group, not to each tenant. A grant per tenant rewrites the database's ACL,
+    which grows with every tenant: at 10,000 it cost 7 ms a tenancy, against 0.4 ms at 100,
+    and concurrent grants fail with "tuple concurrently updated"."""
+    group, db = quote_ident(tenants_group(database)), quote_ident(database)
     return [
-        f"CREATE ROLE {quote_ident(names.role)} LOGIN PASSWORD {quote_literal(verifier)}"
+        "DO $$ BEGIN"
+        f" CREATE ROLE {group} NOLOGIN NOINHERIT;"
+        " EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        f"COMMENT ON ROLE {group} IS {quote_literal(f'tenants of database {database}')}",
+        f"GRANT CONNECT ON DATABASE {db} TO {group}",
+    ]
+
+
+def login_role(names: TenantNames, verifier: str, connection_limit: int) -> list[str]:
+    """The tenancy's own login role: no inherited, elevated or replication rights. A tenant of a
+    shared database may connect to it through the tenants' group (see :func:`own_schema` for
+    the database tier, whose database does not exist yet)."""
+    role = quote_ident(names.role)
+    statements = [
+        f"CREATE ROLE {role} LOGIN PASSWORD {quote_literal(verifier)}"
         " NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
         f" CONNECTION LIMIT {connection_limit:d}",
     ]
+    if names.tier is not IsolationTier.DATABASE:
+        # Only the group's CONNECT is inherited, and the role can never become the group.
+        group = quote_ident(tenants_group(names.database))
+        statements.append(f"GRANT {group} TO {role} WITH INHERIT TRUE, SET FALSE")
+    return statements
 
 
 def own_schema(names: TenantNames) -> list[str]:
     """A platform-owned schema only the tenancy's role may use (schema and database tiers)."""
     role, schema, db = (quote_ident(n) for n in (names.role, names.schema, names.database))
+    own_database = names.tier is IsolationTier.DATABASE
     return [
-        f"GRANT CONNECT ON DATABASE {db} TO {role}",
+        *([f"GRANT CONNECT ON DATABASE {db} TO {role}"] if own_database else []),
         f"CREATE SCHEMA IF NOT EXISTS {schema}",
         f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA {schema} TO {role}",
@@ -132,7 +161,6 @@ def pooled_access(names: TenantNames) -> list[str]:
     """A pooled tenant may use the shared tables; row-level security shows it only its rows."""
     role, schema, db = (quote_ident(n) for n in (names.role, names.schema, names.database))
     return [
-        f"GRANT CONNECT ON DATABASE {db} TO {role}",
         f"GRANT USAGE ON SCHEMA {schema} TO {role}",
         f"GRANT {DML} ON ALL TABLES IN SCHEMA {schema} TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
