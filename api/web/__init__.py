@@ -1,0 +1,39 @@
+"""The web pages: find a service, join it, follow it, and the operators' views.
+
+Server-rendered with GOV.UK Frontend, by the API process itself and through its code: the same
+tokens, roles and scopes, the same handlers for reading and changing tenancies. Every page works
+without JavaScript; the script only initialises GOV.UK Frontend and keeps the status page fresh.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api.web.pages import ROUTERS
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+HERE = Path(__file__).parent
+# Installed by `make install` (npm ci, from package-lock.json), never committed.
+GOVUK_FRONTEND = HERE / "node_modules" / "govuk-frontend" / "dist" / "govuk"
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages and their assets to the API's application."""
+    for router in ROUTERS:
+        app.include_router(router)
+    if not GOVUK_FRONTEND.is_dir():
+        log.warning("GOV.UK Frontend is not installed; pages are unstyled", run="make install")
+    # GOV.UK Frontend's stylesheet refers to its images as /assets/...
+    app.mount(
+        "/assets",
+        StaticFiles(directory=GOVUK_FRONTEND / "assets", check_dir=False),
+        name="govuk-assets",
+    )
+    app.mount(
+        "/frontend", StaticFiles(directory=GOVUK_FRONTEND, check_dir=False), name="govuk-frontend"
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
