@@ -247,3 +247,15 @@ async def test_operators_see_failures_with_their_reason_and_retry_them(
         assert "/retry" not in mine.text  # a council admin cannot retry, as in the API
         refused = await web.post(f"/tenancy/{failed}/retry", {"csrf_token": csrf_of(mine.text)})
         assert refused.status_code == 403
+
+
+def test_an_overlong_name_is_the_name_s_error_not_the_email_s() -> None:
+    from starlette.datastructures import FormData
+
+    from api.web.forms import Errors, contact_answer
+
+    errors = Errors()
+    contact_answer(
+        FormData({"contact-name": "x" * 201, "contact-email": "clerk@wigan.gov.uk"}), errors
+    )
+    assert errors.found == [("contact-name", "Name must be 200 characters or fewer")]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, EmailStr, TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from services.branding import logo
@@ -21,7 +21,7 @@ from services.branding.brand_file import BrandRefused, validate_brand
 from services.onboarding.councils import CouncilRecord, CouncilRefused, CouncilRegister
 from shared.assets import AssetStore
 from shared.catalogue import ServiceManifest
-from shared.events import Brand, Contact, LogoRef, PurchaseOrder
+from shared.events import Acceptance, Brand, Contact, LogoRef, PurchaseOrder
 from shared.identifiers import GSS_PATTERN
 
 
@@ -36,6 +36,14 @@ class Errors:
 
     def __bool__(self) -> bool:
         return bool(self.found)
+
+    def require(self, field_id: str, value: str, what: str) -> None:
+        if not value:
+            self.add(field_id, f"Enter {what}")
+
+    def at_most(self, field_id: str, value: str, limit: int, noun: str) -> None:
+        if len(value) > limit:
+            self.add(field_id, f"{noun} must be {limit} characters or fewer")
 
     def of(self, field_id: str) -> dict[str, str] | None:
         """The error message for ``govuk*`` macros' ``errorMessage``, or None."""
@@ -84,6 +92,7 @@ def find_council(register: CouncilRegister, typed: str) -> tuple[CouncilRecord |
 # -- contact ----------------------------------------------------------------------------------
 
 _PURCHASE_ORDER: TypeAdapter[str] = TypeAdapter(PurchaseOrder)
+_EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
 
 
 def contact_answer(form: FormData, errors: Errors) -> dict[str, str]:
@@ -92,15 +101,14 @@ def contact_answer(form: FormData, errors: Errors) -> dict[str, str]:
         "contact_email": text(form, "contact-email"),
         "purchase_order": text(form, "purchase-order"),
     }
-    if not answer["contact_name"]:
-        errors.add("contact-name", "Enter the name of the person to contact")
-    elif len(answer["contact_name"]) > 200:
-        errors.add("contact-name", "Name must be 200 characters or fewer")
+    limit = max_length(Contact, "name")
+    errors.require("contact-name", answer["contact_name"], "the name of the person to contact")
+    errors.at_most("contact-name", answer["contact_name"], limit, "Name")
     if not answer["contact_email"]:
         errors.add("contact-email", "Enter an email address")
-    elif answer["contact_name"]:
+    else:
         try:
-            Contact(name=answer["contact_name"], email=answer["contact_email"])
+            _EMAIL.validate_python(answer["contact_email"])
         except ValidationError:
             errors.add(
                 "contact-email",
@@ -242,15 +250,20 @@ def acceptance_answer(form: FormData, errors: Errors) -> dict[str, str]:
     }
     if text(form, "accept") != "yes":
         errors.add("accept", "Select that you accept the agreement to ask to join")
-    if not answer["accepted_name"]:
-        errors.add("accepted-name", "Enter your full name")
-    elif len(answer["accepted_name"]) > 200:
-        errors.add("accepted-name", "Your name must be 200 characters or fewer")
-    if not answer["accepted_role"]:
-        errors.add("accepted-role", "Enter your role at the council")
-    elif len(answer["accepted_role"]) > 200:
-        errors.add("accepted-role", "Your role must be 200 characters or fewer")
+    for key, what, noun in (
+        ("name", "your full name", "Your name"),
+        ("role", "your role at the council", "Your role"),
+    ):
+        field_id, value = f"accepted-{key}", answer[f"accepted_{key}"]
+        errors.require(field_id, value, what)
+        errors.at_most(field_id, value, max_length(Acceptance, key), noun)
     return answer
+
+
+def max_length(model: type[BaseModel], name: str) -> int:
+    """The event contract's own limit, so the form never accepts what the event refuses."""
+    limits = [getattr(rule, "max_length", None) for rule in model.model_fields[name].metadata]
+    return int(next(limit for limit in limits if limit is not None))
 
 
 def _sentence(message: str) -> str:
