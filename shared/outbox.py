@@ -8,11 +8,15 @@
 - *Replay*: a duplicate changes nothing, but re-sends the events its first delivery caused. A
   re-driven event therefore carries a stalled tenancy forward even when the broker lost the
   results the first time (the embedded broker keeps nothing across a restart).
+- *Marks*: a worker marks published rows together every ``mark_interval`` seconds
+  (``run_marks``), not with an UPDATE per event. A row whose mark is lost with the process is
+  published again by the relay, and its consumers' inboxes drop the repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +77,9 @@ class UnitOfWork:
         self._publish = publish
         self._topic_prefix = topic_prefix
         self.failpoint_prefix = schema
+        # Published rows not yet marked; marked at once unless ``run_marks`` is running.
+        self._unmarked: list[uuid.UUID] = []
+        self._marking_later = False
 
     @property
     def pool(self) -> Pool:
@@ -120,10 +127,35 @@ class UnitOfWork:
                 sent.append(row.id)
         except Exception as error:  # the relay retries; the effects are already durable
             log.warning("outbox publish deferred", error=str(error), pending=len(rows) - len(sent))
-        if sent:
+        self._unmarked += sent
+        if not self._marking_later:
+            await self.mark_published()
+
+    async def mark_published(self) -> None:
+        """Mark the rows published so far; if that fails, the relay publishes them again."""
+        unmarked, self._unmarked = self._unmarked, []
+        if not unmarked:
+            return
+        try:
             await self._pool.execute(
-                f"UPDATE {self._schema}.outbox SET published_at = now() WHERE id = ANY($1)", sent
+                f"UPDATE {self._schema}.outbox SET published_at = now() WHERE id = ANY($1)",
+                unmarked,
             )
+        except Exception as error:  # an outage: the rows go out again, and inboxes drop them
+            log.warning("outbox rows not marked published", error=str(error), rows=len(unmarked))
+
+    async def run_marks(self, interval_seconds: float) -> None:
+        """Mark published rows together every ``interval_seconds`` while the worker runs."""
+        self._marking_later = True
+        try:
+            while True:
+                await asyncio.sleep(interval_seconds)
+                await self.mark_published()
+        finally:
+            self._marking_later = False
+            # Stopping: mark what was published, if the database can still be reached.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.mark_published())
 
     async def relay_once(self, older_than_seconds: float, limit: int = 500) -> int:
         """Publish outbox rows that no handler published (a crash, or the broker was down)."""

@@ -49,6 +49,9 @@ class CommonSettings(BaseSettings):
     # dead-lettered; outages (database or broker unreachable) are retried without limit.
     handler_attempts: int = Field(default=3, ge=1)
     outbox_sweep_seconds: float = Field(default=2.0, gt=0)
+    # Published outbox rows are marked together this often, not one UPDATE per event; a mark
+    # lost with the process means the relay publishes that event again.
+    outbox_mark_interval_ms: int = Field(default=200, ge=10)
     # Where a worker serves /livez, /readyz and /metrics; unset, it serves none (the API serves
     # them on its own port). 0 picks a free port. Containers set HEALTH_HOST=0.0.0.0.
     health_host: str = "127.0.0.1"

@@ -224,6 +224,9 @@ async def _resources(worker: Worker, migrations_dir: Path | None) -> AsyncIterat
             settings.topic_prefix,
         )
         tasks.append(asyncio.create_task(worker.uow.run_relay(settings.outbox_sweep_seconds)))
+        tasks.append(
+            asyncio.create_task(worker.uow.run_marks(settings.outbox_mark_interval_ms / 1000))
+        )
         tasks.append(asyncio.create_task(worker.commits.run()))
         tasks += [asyncio.create_task(loop(worker.uow)) for loop in worker.background]
         yield worker
