@@ -124,25 +124,18 @@ async def append(
     tenancy = uuid.UUID(tenancy_id) if tenancy_id is not None else None
     trace = (trace_id if trace_id is not None else current_trace_id()) or None
 
-    isolation = await conn.fetchval(
-        "SELECT current_setting('transaction_isolation'), pg_advisory_xact_lock(hashtext($1))",
-        LOCK_KEY,
+    link = await conn.fetchrow(
+        "SELECT * FROM audit.next_link($1, $2)", LOCK_KEY, json.dumps(detail, allow_nan=False)
     )
-    if isolation != "read committed":
+    assert link is not None
+    if link["isolation"] != "read committed":
         # A snapshot older than the lock would not see the entry appended just before ours.
-        raise AuditError(f"audit.append needs a READ COMMITTED transaction, not {isolation}")
-    # The detail goes through jsonb before it is hashed: jsonb rewrites numbers (1e+20 comes back
-    # as 100000000000000000000), and the hash must be of what verify will read back.
-    row = await conn.fetchrow(
-        "SELECT $1::text::jsonb::text AS detail, last.seq, last.hash"
-        " FROM (SELECT 1) AS one LEFT JOIN LATERAL"
-        " (SELECT seq, hash FROM audit.log ORDER BY seq DESC LIMIT 1) AS last ON true",
-        json.dumps(detail, allow_nan=False),
-    )
-    assert row is not None
-    stored_detail: str = row["detail"]
-    prev_seq: int = row["seq"] or 0
-    prev_hash: str = row["hash"] or GENESIS
+        raise AuditError(
+            f"audit.append needs a READ COMMITTED transaction, not {link['isolation']}"
+        )
+    stored_detail: str = link["stored_detail"]
+    prev_seq: int = link["prev_seq"] or 0
+    prev_hash: str = link["prev_hash"] or GENESIS
     entry_detail = json.loads(stored_detail)
     seq = prev_seq + 1
     at = datetime.now(UTC)
