@@ -119,42 +119,26 @@ class TenancyRepository:
         changed_step: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await self.save_state(tenancy)
+        """The tenancy's row and its changed step (all its steps, without one), in one
+        statement: a round trip per step result rather than two."""
         steps = [changed_step] if changed_step else list(tenancy.steps)
-        await self.conn.executemany(
-            "INSERT INTO onboarding.tenancy_steps (tenancy_id, step, status, detail)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenancy_id, step) DO UPDATE"
+        steps = [step for step in steps if step in tenancy.steps]
+        await self.conn.execute(
+            f"WITH tenancy AS ({_SAVE_STATE} RETURNING id)"
+            " INSERT INTO onboarding.tenancy_steps (tenancy_id, step, status, detail)"
+            " SELECT tenancy.id, s.step, s.status, $9::jsonb"
+            " FROM tenancy, unnest($7::text[], $8::text[]) AS s (step, status)"
+            " ON CONFLICT (tenancy_id, step) DO UPDATE"
             " SET status = EXCLUDED.status, detail = EXCLUDED.detail, updated_at = now()",
-            [
-                (tenancy.id, step, tenancy.steps[step].value, detail or {})
-                for step in steps
-                if step in tenancy.steps
-            ],
+            *_state_arguments(tenancy),
+            steps,
+            [tenancy.steps[step].value for step in steps],
+            detail or {},
         )
 
     async def save_state(self, tenancy: Tenancy) -> None:
         """The tenancy's own row only: its steps, their details and times stay as they were."""
-        await self.conn.execute(
-            "UPDATE onboarding.tenancies SET state = $2, failed_step = $3, reason = $4,"
-            " registered_at = CASE WHEN $2 = 'registered'"
-            "   THEN coalesce(registered_at, now()) ELSE registered_at END,"
-            " active_at = CASE WHEN $2 = 'active'"
-            "   THEN coalesce(active_at, now()) ELSE active_at END,"
-            " failed_at = CASE WHEN $2 = 'failed'"
-            "   THEN coalesce(failed_at, now()) ELSE failed_at END,"
-            " offboarding_at = CASE WHEN $2 = 'offboarding'"
-            "   THEN coalesce(offboarding_at, now()) ELSE offboarding_at END,"
-            " offboarded_at = CASE WHEN $2 = 'offboarded'"
-            "   THEN coalesce(offboarded_at, now()) ELSE offboarded_at END,"
-            " archive = $5, archive_sha256 = $6,"
-            " updated_at = now() WHERE id = $1",
-            tenancy.id,
-            tenancy.state.value,
-            tenancy.failed_step,
-            tenancy.reason,
-            tenancy.archive,
-            tenancy.archive_sha256,
-        )
+        await self.conn.execute(_SAVE_STATE, *_state_arguments(tenancy))
 
     async def status(self, tenancy_id: str) -> dict[str, Any] | None:
         row = await self.conn.fetchrow(
@@ -221,3 +205,32 @@ def theme_of(applied: dict[str, Any]) -> dict[str, Any]:
         "logo": paths.get("logo"),
         "domain": applied.get("domain"),
     }
+
+
+# Each state's time is set when the tenancy first enters it.
+_SAVE_STATE = (
+    "UPDATE onboarding.tenancies SET state = $2, failed_step = $3, reason = $4,"
+    " registered_at = CASE WHEN $2 = 'registered'"
+    "   THEN coalesce(registered_at, now()) ELSE registered_at END,"
+    " active_at = CASE WHEN $2 = 'active'"
+    "   THEN coalesce(active_at, now()) ELSE active_at END,"
+    " failed_at = CASE WHEN $2 = 'failed'"
+    "   THEN coalesce(failed_at, now()) ELSE failed_at END,"
+    " offboarding_at = CASE WHEN $2 = 'offboarding'"
+    "   THEN coalesce(offboarding_at, now()) ELSE offboarding_at END,"
+    " offboarded_at = CASE WHEN $2 = 'offboarded'"
+    "   THEN coalesce(offboarded_at, now()) ELSE offboarded_at END,"
+    " archive = $5, archive_sha256 = $6,"
+    " updated_at = now() WHERE id = $1"
+)
+
+
+def _state_arguments(tenancy: Tenancy) -> tuple[Any, ...]:
+    return (
+        tenancy.id,
+        tenancy.state.value,
+        tenancy.failed_step,
+        tenancy.reason,
+        tenancy.archive,
+        tenancy.archive_sha256,
+    )
