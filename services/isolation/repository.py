@@ -135,12 +135,14 @@ class Migrations:
         )
         return [r["version"] for r in rows]
 
-    async def record_for_tenancy(self, tenancy_id: str, version: int) -> None:
-        await self.conn.execute(
-            "INSERT INTO tenancy_platform.tenant_migrations (tenancy_id, version) VALUES ($1, $2)",
-            tenancy_id,
-            version,
-        )
+    async def record_for_tenancy(self, tenancy_id: str, versions: list[int]) -> None:
+        if versions:
+            await self.conn.execute(
+                "INSERT INTO tenancy_platform.tenant_migrations (tenancy_id, version)"
+                " SELECT $1, unnest($2::int[])",
+                tenancy_id,
+                versions,
+            )
 
     async def of_service(self) -> list[int]:
         rows = await self.conn.fetch(
@@ -148,7 +150,10 @@ class Migrations:
         )
         return [r["version"] for r in rows]
 
-    async def record_for_service(self, version: int) -> None:
-        await self.conn.execute(
-            "INSERT INTO tenancy_platform.service_migrations (version) VALUES ($1)", version
-        )
+    async def record_for_service(self, versions: list[int]) -> None:
+        if versions:
+            await self.conn.execute(
+                "INSERT INTO tenancy_platform.service_migrations (version)"
+                " SELECT unnest($1::int[])",
+                versions,
+            )

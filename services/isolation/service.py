@@ -43,9 +43,9 @@ async def execute_all(conn: Connection, statements: list[str]) -> None:
 async def apply_migration(
     conn: Connection, schema: str, migration: Migration, service_id: str
 ) -> None:
+    # No savepoint: a failed migration fails the caller's whole transaction, which rolls back.
     try:
-        async with conn.transaction():  # a savepoint: the error names this migration
-            await execute_all(conn, migration_statements(schema, migration))
+        await execute_all(conn, migration_statements(schema, migration))
     except asyncpg.PostgresError as error:
         if is_outage(error):
             raise
@@ -61,12 +61,11 @@ async def migrate_tenancy(
     """Apply the manifest's pending migrations to one tenancy's schema; returns all applied."""
     migrations = Migrations(conn)
     applied = await migrations.of_tenancy(tenancy_id)
-    for migration in manifest.migrations:
-        if migration.version not in applied:
-            await apply_migration(conn, schema, migration, manifest.id)
-            await migrations.record_for_tenancy(tenancy_id, migration.version)
-            applied.append(migration.version)
-    return sorted(applied)
+    pending = [m for m in manifest.migrations if m.version not in applied]
+    for migration in pending:
+        await apply_migration(conn, schema, migration, manifest.id)
+    await migrations.record_for_tenancy(tenancy_id, [m.version for m in pending])
+    return sorted(applied + [m.version for m in pending])
 
 
 async def migrate_pooled_service(
@@ -80,13 +79,12 @@ async def migrate_pooled_service(
     await execute_all(conn, pooled_schema())
     migrations = Migrations(conn)
     applied = await migrations.of_service()
-    migrated = False
-    for migration in manifest.migrations:
-        if migration.version not in applied:
-            await apply_migration(conn, POOLED_SCHEMA, migration, manifest.id)
-            await migrations.record_for_service(migration.version)
-            applied.append(migration.version)
-            migrated = True
+    pending = [m for m in manifest.migrations if m.version not in applied]
+    for migration in pending:
+        await apply_migration(conn, POOLED_SCHEMA, migration, manifest.id)
+    await migrations.record_for_service([m.version for m in pending])
+    applied += [m.version for m in pending]
+    migrated = bool(pending)
     unguarded = await conn.fetch(
         "SELECT t.tablename FROM pg_tables t WHERE t.schemaname = $1 AND NOT EXISTS ("
         " SELECT 1 FROM pg_policies p WHERE p.schemaname = t.schemaname"
