@@ -82,3 +82,56 @@ async def test_a_stalled_tenancy_is_redriven_with_backoff_then_failed(pool: db.P
     assert found["reason"] == (
         "stalled in requested after 2 re-drives; see the dead letters and the trace"
     )
+
+
+async def test_a_tenancy_queued_behind_others_that_move_is_not_redriven(pool: db.Pool) -> None:
+    """A burst bigger than the workers clear before the re-drive's wait is a queue: while
+    tenancies still leave the state one waits in, it is neither re-driven nor failed."""
+    uow = UnitOfWork(pool, "onboarding", nowhere)
+    queued, moving = "5d0c7e1a-3b2f-4a6d-8c9e-1f2a3b4c5d6e", "6e1d8f2b-4c3a-4b7e-9d0f-2a3b4c5d6e7f"
+    async with pool.acquire() as conn:
+        for tenancy_id, gss, name in (
+            (queued, "E07000080", "Forest of Dean District Council"),
+            (moving, "E07000081", "Gloucester City Council"),
+        ):
+            await TenancyRepository(conn).add_request(
+                tenancy_id,
+                gss,
+                name,
+                "bin-collections",
+                OnboardingRequestedData(council=gss, service_id="bin-collections"),
+            )
+        # Both registered an hour ago; the other tenancy became active a moment ago.
+        await conn.execute(
+            "UPDATE onboarding.tenancies SET state = 'registered',"
+            " registered_at = now() - interval '1 hour', updated_at = now() - interval '1 hour'"
+            " WHERE id = $1",
+            queued,
+        )
+        await conn.execute(
+            "UPDATE onboarding.tenancies SET state = 'active',"
+            " registered_at = now() - interval '1 hour', active_at = now() - interval '5 seconds'"
+            " WHERE id = $1",
+            moving,
+        )
+
+    async def attempts() -> int:
+        value: int = await pool.fetchval(
+            "SELECT redrive_attempts FROM onboarding.tenancies WHERE id = $1", queued
+        )
+        return value
+
+    for _ in range(3):
+        await redrive_once(uow, after_seconds=60, max_attempts=1)
+    assert await attempts() == 0
+    assert await pool.fetchval("SELECT state FROM onboarding.tenancies WHERE id = $1", queued) == (
+        "registered"
+    )
+
+    # Nothing has left 'registered' for longer than the wait: now it is stalled.
+    await pool.execute(
+        "UPDATE onboarding.tenancies SET active_at = now() - interval '2 minutes' WHERE id = $1",
+        moving,
+    )
+    await redrive_once(uow, after_seconds=60, max_attempts=1)
+    assert await attempts() == 1

@@ -1,5 +1,8 @@
 """Re-driving stalled tenancies: nothing acknowledged is lost, even when the broker loses
-events (the embedded one keeps nothing across a restart) or a consumer misses one."""
+events (the embedded one keeps nothing across a restart) or a consumer misses one.
+
+A tenancy is stalled when it has not moved for a while *and* no tenancy has left its state
+for as long: a burst bigger than the workers clear in that time is a queue, not a loss."""
 
 from __future__ import annotations
 
@@ -23,13 +26,27 @@ async def redrive_once(uow: UnitOfWork, after_seconds: float, max_attempts: int)
     driven: list[OutboxRow] = []
     async with uow.transaction() as tx:
         stalled = await tx.conn.fetch(
-            "SELECT id::text, state, redrive_attempts FROM onboarding.tenancies"
-            " WHERE state IN ('requested', 'registered', 'offboarding')"
+            # When a tenancy last left each waiting state. While tenancies leave a state, the
+            # workers behind it are busy: one waiting there is queued, not lost. Re-driving it
+            # would only add duplicates to their queues, and a long queue could fail it.
+            # Failures of step 'onboarding' (a re-drive giving up, among them) say nothing
+            # about the workers, so they do not count.
+            "WITH moved AS (SELECT greatest(max(registered_at),"
+            "   max(failed_at) FILTER (WHERE failed_step = 'request')) AS requested,"
+            "   greatest(max(active_at),"
+            "   max(failed_at) FILTER (WHERE failed_step NOT IN ('request', 'onboarding')))"
+            "   AS registered,"
+            "   max(offboarded_at) AS offboarding FROM onboarding.tenancies)"
+            " SELECT t.id::text, t.state, t.redrive_attempts FROM onboarding.tenancies t, moved"
+            " WHERE t.state IN ('requested', 'registered', 'offboarding')"
             # Each attempt waits twice as long as the one before (at most 8 times the first),
             # so a broker that is slow to come back is not flooded.
-            " AND updated_at < now()"
-            "   - make_interval(secs => $1 * LEAST(power(2, redrive_attempts), 8))"
-            " ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
+            " AND t.updated_at < now()"
+            "   - make_interval(secs => $1 * LEAST(power(2, t.redrive_attempts), 8))"
+            " AND coalesce(CASE t.state WHEN 'requested' THEN moved.requested"
+            "   WHEN 'registered' THEN moved.registered ELSE moved.offboarding END,"
+            "   '-infinity') < now() - make_interval(secs => $1)"
+            " ORDER BY t.updated_at LIMIT 200 FOR UPDATE OF t SKIP LOCKED",
             after_seconds,
         )
         for tenancy in stalled:
