@@ -30,7 +30,7 @@ from bench.onboarding import (
 )
 
 NAME = "scale"
-DESCRIPTION = "10,000 tenancies in batches: time per tenancy, first batch vs last, vs raw"
+DESCRIPTION = "tenancies in batches: time per tenancy, first batch vs last, vs raw"
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
     windows = len(curves["system"][0])
     return result(
         NAME,
-        DESCRIPTION,
+        f"{n:,} {DESCRIPTION}",
         measured,
         asdict(plan),
         figures,
