@@ -9,8 +9,6 @@ again, to be recognised by the inbox.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +16,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.logging import get_logger
+from shared.periodic import flush_every
 
 log = get_logger(__name__)
 
@@ -51,11 +50,4 @@ class OffsetCommits:
                 )
 
     async def run(self) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.interval_seconds)
-                await self.flush()
-        finally:
-            # Stopping: commit what was handled, if the consumers can still say so.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.flush())
+        await flush_every(self.interval_seconds, self.flush)

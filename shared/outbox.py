@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from shared.events import CloudEvent
 from shared.failpoints import failpoint
 from shared.identifiers import quote_ident
 from shared.logging import get_logger
+from shared.periodic import flush_every
 from shared.tracing import continued_from, current_headers, tracer
 
 log = get_logger(__name__)
@@ -148,14 +148,9 @@ class UnitOfWork:
         """Mark published rows together every ``interval_seconds`` while the worker runs."""
         self._marking_later = True
         try:
-            while True:
-                await asyncio.sleep(interval_seconds)
-                await self.mark_published()
+            await flush_every(interval_seconds, self.mark_published)
         finally:
             self._marking_later = False
-            # Stopping: mark what was published, if the database can still be reached.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.mark_published())
 
     async def relay_once(self, older_than_seconds: float, limit: int = 500) -> int:
         """Publish outbox rows that no handler published (a crash, or the broker was down)."""

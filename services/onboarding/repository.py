@@ -121,8 +121,8 @@ class TenancyRepository:
     ) -> None:
         """The tenancy's row and its changed step (all its steps, without one), in one
         statement: a round trip per step result rather than two."""
-        steps = [changed_step] if changed_step else list(tenancy.steps)
-        steps = [step for step in steps if step in tenancy.steps]
+        asked = [changed_step] if changed_step else list(tenancy.steps)
+        steps = [step for step in asked if step in tenancy.steps]
         await self.conn.execute(
             f"WITH tenancy AS ({_SAVE_STATE} RETURNING id)"
             " INSERT INTO onboarding.tenancy_steps (tenancy_id, step, status, detail)"
