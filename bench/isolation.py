@@ -8,9 +8,10 @@ batch once every tenancy of the previous one has its ``isolation.ready`` event, 
 aiokafka consumer watches (matching on the key, the tenancy id).
 
 *Floor*: what :func:`services.isolation.service.isolate` runs on the service database for one
-schema-tier tenancy (advisory lock, ledger look-up, SCRAM verifier and login role, ledger entry,
-own schema and grants, migrations in savepoints, migration ledger), executed directly with asyncpg
-in one loop on one connection, one transaction per tenancy.
+schema-tier tenancy, executed directly with asyncpg in one loop: on the platform's connection,
+in one transaction, the advisory lock, ledger look-up, SCRAM verifier and login role, ledger
+entry, own schema and grants; then on the service owner's connection, in a second transaction,
+its lock, the migration ledger look-up, the migrations and their record.
 
 Both run on the same embedded PostgreSQL, each measurement on a cluster emptied of the previous
 one's databases and roles (roles are cluster-wide, so they would otherwise carry over); the order
@@ -29,6 +30,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -368,19 +370,48 @@ async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
     }
 
 
-async def open_service_database(server: str, database: str) -> asyncpg.Connection[asyncpg.Record]:
-    """A connection to a new service database set up as the isolation worker sets up its own."""
-    from services.isolation.plan import database_setup, shared_database_setup
+@dataclass
+class ServiceConnections:
+    """The floor's two logins to a service database, as the isolation worker has them."""
+
+    platform: asyncpg.Connection[asyncpg.Record]
+    owner: asyncpg.Connection[asyncpg.Record]
+
+    async def close(self) -> None:
+        await self.owner.close()
+        await self.platform.close()
+
+
+async def open_service_database(server: str, database: str) -> ServiceConnections:
+    """Connections to a new service database set up as the isolation worker sets up its own:
+    the platform's, and the service owner's, which runs the manifest's SQL."""
+    from services.isolation.credentials import tenant_dsn
+    from services.isolation.plan import (
+        database_setup,
+        new_password,
+        owner_access,
+        owner_role,
+        scram_verifier,
+        service_owner,
+        shared_database_setup,
+    )
 
     await db.ensure_database(db.with_database(server, database))
     conn = await db.connect(db.with_database(server, database))
-    for statement in database_setup(database) + shared_database_setup(database):
+    owner, password = service_owner(database), new_password()
+    exists = bool(await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", owner))
+    for statement in (
+        database_setup(database)
+        + shared_database_setup(database)
+        + owner_role(owner, scram_verifier(password), exists=exists)
+        + owner_access(database, owner)
+    ):
         await conn.execute(statement)
-    return conn
+    return ServiceConnections(conn, await db.connect(tenant_dsn(server, database, owner, password)))
 
 
 async def isolate_raw(
-    conn: asyncpg.Connection[asyncpg.Record],
+    conns: ServiceConnections,
     tenancy_id: str,
     manifest: ServiceManifest,
     database: str,
@@ -401,9 +432,8 @@ async def isolate_raw(
     from services.isolation.service import execute_all
 
     names = TenantNames.for_tenancy(tenancy_id, manifest.isolation, database)
-    transaction = conn.transaction()
-    await transaction.start()
-    try:
+    conn, owner = conns.platform, conns.owner
+    async with _timed_transaction(conn, laps, "COMMIT (platform)"):
         ledger = Ledger(conn)
         with laps.lap("advisory lock"):
             await ledger.lock_tenancy(tenancy_id)
@@ -427,19 +457,35 @@ async def isolate_raw(
             )
         with laps.lap("schema: CREATE SCHEMA, grants, default privileges"):
             await execute_all(conn, own_schema(names))
-        migrations = Migrations(conn)
+    # The manifest's SQL, as the service owner, in a transaction of its own.
+    async with _timed_transaction(owner, laps, "COMMIT (service owner)"):
+        with laps.lap("owner: advisory lock"):
+            await owner.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{tenancy_id}"
+            )
+        migrations = Migrations(owner)
         with laps.lap("migration ledger look-up"):
             await migrations.of_tenancy(tenancy_id)
         for migration in manifest.migrations:
             with laps.lap(f"migration {migration.version}: {migration.description}"):
-                await execute_all(conn, migration_statements(names.schema, migration))
+                await execute_all(owner, migration_statements(names.schema, migration))
         with laps.lap("migration ledger insert"):
             versions = [migration.version for migration in manifest.migrations]
             await migrations.record_for_tenancy(tenancy_id, versions)
+
+
+@contextlib.asynccontextmanager
+async def _timed_transaction(
+    conn: asyncpg.Connection[asyncpg.Record], laps: Laps, commit: str
+) -> AsyncIterator[None]:
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        yield
     except BaseException:
         await transaction.rollback()
         raise
-    with laps.lap("COMMIT"):
+    with laps.lap(commit):
         await transaction.commit()
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared import migration_sql
 from shared.identifiers import GssCode, ServiceId
 
 
@@ -42,10 +43,18 @@ class IsolationTier(StrEnum):
     DATABASE = "database"  # one database per tenancy
 
 
+def _allowed_sql(sql: str) -> str:
+    refused = migration_sql.problems(sql)
+    if refused:
+        raise _rule("", "; ".join(refused))
+    return sql
+
+
 class Migration(Manifest):
     version: int = Field(ge=1)
     description: str = Field(default="", max_length=200)
-    sql: str = Field(min_length=1)
+    # Checked with PostgreSQL's parser against what a migration may do (shared.migration_sql).
+    sql: Annotated[str, Field(min_length=1), AfterValidator(_allowed_sql)]
 
 
 class Aggregation(StrEnum):

@@ -102,15 +102,6 @@ class Ledger:
             removal,
         )
 
-    async def live_roles(self, service_id: str, tier: IsolationTier) -> list[str]:
-        rows = await self.conn.fetch(
-            "SELECT role_name FROM tenancy_platform.tenants WHERE service_id = $1"
-            " AND tier = $2 AND removed_at IS NULL",
-            service_id,
-            tier.value,
-        )
-        return [r["role_name"] for r in rows]
-
     async def tenants(self, service_id: str) -> list[LedgerEntry]:
         ids = await self.conn.fetch(
             "SELECT tenancy_id::text FROM tenancy_platform.tenants WHERE service_id = $1"
