@@ -701,7 +701,9 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
             "(the next batch is published when the previous one is ready).",
             "System: the isolation worker with its inbox, outbox and tracing, in a fresh Python "
             "process per repeat, sharing its event loop with the load generator. Floor: the same "
-            "SQL on one asyncpg connection, one transaction per tenancy, SCRAM verifier included.",
+            "SQL in one asyncpg loop, a tenancy's role and schema in one transaction on the "
+            "platform's connection and its migrations in one on the service owner's, SCRAM "
+            "verifier included.",
             f"{plan.warmup} warm-up tenancies precede each measurement (service database "
             "creation, connections) and are not counted. Every measurement starts on an emptied "
             "cluster; system and floor alternate in order between repeats.",

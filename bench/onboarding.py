@@ -12,9 +12,9 @@ requested_at``, both the database's clock).
 *Floor*: the database work one tenancy's provisioning needs, without Kafka, inbox, outbox or
 audit: onboarding's uniqueness check, tenancy row and step rows, branding's version row and
 current theme, metering's tenancy and meter rows (one transaction on the platform database,
-through the workers' own repositories), and isolation's role, schema, grants and migrations (one
-transaction on the service database, :func:`bench.isolation.isolate_raw`). One asyncpg loop, one
-tenancy after another.
+through the workers' own repositories), and isolation's role, schema, grants and migrations (a
+transaction on the service database as the platform, then one as the service owner,
+:func:`bench.isolation.isolate_raw`). One asyncpg loop, one tenancy after another.
 
 ``python -m bench.all_councils CONFIG OUT`` (and the other two) run the system side here.
 """
@@ -615,9 +615,9 @@ def floor_breakdown(repeats: Sequence[dict[str, Any]]) -> dict[str, Any]:
 FLOOR_NOTE = (
     "Floor: onboarding's uniqueness check, tenancy and step rows, branding's version and current "
     "theme rows, metering's tenancy and meter rows (one transaction, the workers' repositories), "
-    "then isolation's role, schema, grants and migrations (one transaction on the service "
-    "database): one asyncpg loop, one tenancy after another, no Kafka, inbox, outbox, audit or "
-    "theme files."
+    "then isolation's role, schema and grants, and its migrations as the service owner (a "
+    "transaction each on the service database): one asyncpg loop, one tenancy after another, "
+    "no Kafka, inbox, outbox, audit or theme files."
 )
 SYSTEM_NOTE = (
     "System: the four workers as real processes (python -m services.<name>, fresh per repeat), "
