@@ -2,7 +2,8 @@
 
 A tenancy outside the caller's scope is answered ``404``, exactly as one that does not exist,
 so a council cannot learn which ids belong to others. A role that may never use an endpoint is
-answered ``403``, before anything is looked up.
+answered ``403``, before anything is looked up. A client that keeps sending wrong tokens is
+answered ``429`` for a while (:mod:`api.throttle`).
 """
 
 from __future__ import annotations
@@ -11,23 +12,38 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.platform import Platform, platform
+from api.platform import Platform, client_of, platform
 from api.problems import Problem
-from api.tokens import Principal, Role, authenticate
+from api.throttle import TooManyFailures
+from api.tokens import Principal, Role
 from shared.catalogue import ServiceManifest
+
+# Declares the scheme in the OpenAPI document (the "Authorize" button of /docs, and each
+# operation's security); the answers without a token stay this module's problem documents.
+bearer = HTTPBearer(
+    scheme_name="token",
+    description="An API token from `tenancy tokens create`, as `Authorization: Bearer <token>`.",
+    auto_error=False,
+)
 
 
 async def caller(
+    request: Request,
     deps: Annotated[Platform, Depends(platform)],
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = credentials.credentials.strip() if credentials else ""
+    if not token:
         raise Problem(401, "send a token as 'Authorization: Bearer <token>'")
-    async with deps.pool.acquire() as conn:
-        found = await authenticate(conn, token.strip())
+    try:
+        found = await deps.authenticate(token, client_of(request))
+    except TooManyFailures as refused:
+        raise Problem(
+            429, str(refused), headers={"Retry-After": str(refused.retry_after)}
+        ) from None
     if found is None:
         raise Problem(401, "the token is not known or was revoked")
     return found

@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from api import problems, tokens
+from api import docs, problems, tokens
+from api.headers import SecurityHeaders
 from api.platform import Platform
 from api.routes import audit as audit_routes
 from api.routes import billing, catalogue, tenancies
 from api.settings import ApiSettings
+from api.throttle import FailedTokens
 from api.web import install as install_web
 from services.branding.app import MIGRATIONS as BRANDING
 from services.metering.app import MIGRATIONS as METERING
@@ -53,7 +55,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             for schema, migrations in SCHEMAS.items():
                 await db.migrate(pool, schema, migrations)
             await broker.connect()
-            app.state.platform = Platform(settings, pool, broker, councils)
+            failed_tokens = FailedTokens(
+                settings.auth_failure_limit, settings.auth_failure_window_seconds
+            )
+            app.state.platform = Platform(settings, pool, broker, councils, failed_tokens)
             log.info("api ready", url=f"http://{settings.api_host}:{settings.api_port}")
             yield
         finally:
@@ -69,14 +74,22 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             "Send a token as `Authorization: Bearer <token>` (`tenancy tokens create`)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # docs.install serves it without a CDN
+        redoc_url=None,
     )
+    app.add_middleware(SecurityHeaders)
     problems.install(app)
-    for router in (catalogue.router, tenancies.router, billing.router, audit_routes.router):
+    routers = (catalogue.router, tenancies.router, billing.router, audit_routes.router)
+    for router in routers:
         app.include_router(router)
-    install_web(app)
+    docs.install(app)
     # For orchestrators and Prometheus, without a token and outside the OpenAPI document.
     for route in health.routes(_probes(app)):
         app.add_route(route.path, route.endpoint, methods=["GET"], include_in_schema=False)
+    # Everything so far is the API's; any other address is the web pages'.
+    routes = [*app.routes, *(route for router in routers for route in router.routes)]
+    roots = {str(getattr(route, "path", "")).lstrip("/").partition("/")[0] for route in routes}
+    install_web(app, api_roots=frozenset(roots - {""}))
     return app
 
 

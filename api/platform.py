@@ -12,6 +12,8 @@ from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 
 from api.settings import ApiSettings
+from api.throttle import FailedTokens
+from api.tokens import Principal, authenticate
 from services.onboarding.councils import CouncilRegister
 from shared import db
 from shared.messaging import publish_json
@@ -25,6 +27,7 @@ class Platform:
     pool: db.Pool
     broker: KafkaBroker
     councils: CouncilRegister
+    failed_tokens: FailedTokens
 
     async def publish(
         self, payload: dict[str, Any], *, topic: str, key: str, headers: dict[str, str]
@@ -43,6 +46,17 @@ class Platform:
             async with uow.transaction() as tx:
                 yield tx
 
+    async def authenticate(self, token: str, client: str) -> Principal | None:
+        """The token's principal, or None, counting a wrong token against ``client``; raises
+        :class:`api.throttle.TooManyFailures`, without looking the token up, once ``client``
+        has sent too many. The one check of the API's bearer tokens and the web's sign-in."""
+        self.failed_tokens.check(client)
+        async with self.pool.acquire() as conn:
+            found = await authenticate(conn, token)
+        if found is None:
+            self.failed_tokens.failed(client)
+        return found
+
     def trace_id(self) -> str:
         return format(trace.get_current_span().get_span_context().trace_id, "032x")
 
@@ -50,3 +64,9 @@ class Platform:
 def platform(request: Request) -> Platform:
     found: Platform = request.app.state.platform
     return found
+
+
+def client_of(request: Request) -> str:
+    """The caller's address: behind a proxy, the one it forwards (uvicorn trusts the proxies
+    in FORWARDED_ALLOW_IPS, 127.0.0.1 by default)."""
+    return request.client.host if request.client else "unknown"

@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from api.headers import DEFAULTS as SECURITY_HEADERS
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -21,19 +23,74 @@ TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     422: "Invalid request",
+    429: "Too many requests",
     500: "Internal error",
 }
 
 
+class ProblemDetails(BaseModel):
+    """An error, as RFC 9457 problem details: every error the API answers has this shape."""
+
+    type: str = Field(examples=["about:blank"])
+    title: str = Field(examples=["Invalid request"])
+    status: int = Field(examples=[422])
+    detail: str = Field(examples=["contact.name: must not contain the NUL character"])
+    instance: str = Field(description="the path that was asked for", examples=["/tenancies"])
+    errors: list[str] | None = Field(
+        default=None, description="each problem, naming the field and the rule it broke"
+    )
+
+
+# What each status means, for the OpenAPI document.
+MEANINGS = {
+    401: "No token, or one that is not known or was revoked.",
+    403: "The token's role or scope may not do this.",
+    404: "No such tenancy, or one outside the token's scope: the two look the same.",
+    409: "The tenancy is not in a state that allows this.",
+    422: "The request breaks a rule; `errors` names each field and rule.",
+    429: "Too many wrong tokens from this client; try again after `Retry-After` seconds.",
+}
+HEADERS = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    429: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
+}
+SCHEMA_REF = "#/components/schemas/ProblemDetails"
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The problem responses an operation can answer, for its ``responses=``."""
+    return {
+        status: {
+            "description": MEANINGS[status],
+            "content": {MEDIA_TYPE: {"schema": {"$ref": SCHEMA_REF}}},
+            **({"headers": HEADERS[status]} if status in HEADERS else {}),
+        }
+        for status in statuses
+    }
+
+
 class Problem(Exception):
-    def __init__(self, status: int, detail: str, errors: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.status = status
         self.detail = detail
         self.errors = errors or []
+        self.headers = headers or {}
         super().__init__(detail)
 
 
-def problem(status: int, detail: str, instance: str, errors: list[str] | None = None) -> Any:
+def problem(
+    status: int,
+    detail: str,
+    instance: str,
+    errors: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": TITLES.get(status, "Error"),
@@ -43,8 +100,10 @@ def problem(status: int, detail: str, instance: str, errors: list[str] | None = 
     }
     if errors:
         body["errors"] = errors
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    sent = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return JSONResponse(
+        body, status_code=status, media_type=MEDIA_TYPE, headers={**sent, **(headers or {})}
+    )
 
 
 def field_errors(error: RequestValidationError) -> list[str]:
@@ -55,21 +114,44 @@ def field_errors(error: RequestValidationError) -> list[str]:
     return lines
 
 
+async def on_http(request: Request, error: Exception) -> Response:
+    """An HTTP error Starlette raised itself (no such path, method not allowed), as a problem."""
+    if not isinstance(error, HTTPException):
+        raise error
+    headers = dict(error.headers or {})
+    return problem(error.status_code, str(error.detail), request.url.path, None, headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, error: Problem) -> Any:
-        return problem(error.status, error.detail, request.url.path, error.errors)
+        return problem(error.status, error.detail, request.url.path, error.errors, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError) -> Any:
         errors = field_errors(error)
         return problem(422, "; ".join(errors), request.url.path, errors)
 
-    @app.exception_handler(HTTPException)
-    async def on_http(request: Request, error: HTTPException) -> Any:
-        return problem(error.status_code, str(error.detail), request.url.path)
+    app.add_exception_handler(HTTPException, on_http)
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # The operations refer to ProblemDetails by name; FastAPI adds only the schemas of
+        # models it serialises itself, so this one joins the document it made (and keeps).
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["ProblemDetails"] = ProblemDetails.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(Exception)
     async def on_error(request: Request, error: Exception) -> Any:
         log.exception("request failed", path=request.url.path)
-        return problem(500, "the request could not be completed", request.url.path)
+        # Answered outside every middleware (Starlette's last resort), so with its own headers.
+        detail = "the request could not be completed"
+        return problem(500, detail, request.url.path, None, dict(SECURITY_HEADERS))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.events import BrandContact, Colours, Contact, FooterLink, PurchaseOrder
+from shared.text import NulFree
 
 
-class Body(BaseModel):
+class Body(NulFree):
     model_config = ConfigDict(extra="forbid")
 
 

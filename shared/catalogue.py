@@ -13,7 +13,6 @@ from typing import Annotated, Self
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -25,9 +24,10 @@ from pydantic_core import PydanticCustomError
 
 from shared import migration_sql
 from shared.identifiers import GssCode, ServiceId
+from shared.text import NulFree
 
 
-class Manifest(BaseModel):
+class Manifest(NulFree):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import ConfigDict, EmailStr, Field, HttpUrl
 
 from shared.catalogue import IsolationTier, ServiceManifest
 from shared.identifiers import GssCode, ServiceId, TenancyId
+from shared.text import NulFree
 from shared.topics import Topic
 
 HEX_COLOUR = r"^#[0-9A-Fa-f]{6}$"
@@ -33,7 +34,7 @@ Step = Literal["isolation", "branding", "metering"]
 STEPS: tuple[Step, ...] = ("isolation", "branding", "metering")
 
 
-class Contract(BaseModel):
+class Contract(NulFree):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

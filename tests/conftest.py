@@ -120,9 +120,10 @@ async def api(platform: Client) -> AsyncIterator[Api]:
     from stack.ports import free_port
 
     port = free_port()
-    process = WorkerProcess(
-        "api", platform.slice, {"API_PORT": str(port)}, module="api", ready="api ready"
-    )
+    # Tests across the session send wrong tokens on purpose, all from 127.0.0.1; the bound on
+    # them has tests of its own (test_hardening_web.py) against an API of their own.
+    env = {"API_PORT": str(port), "AUTH_FAILURE_LIMIT": "100000"}
+    process = WorkerProcess("api", platform.slice, env, module="api", ready="api ready")
     process.start()
     try:
         await asyncio.to_thread(process.wait_ready)

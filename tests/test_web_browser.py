@@ -294,3 +294,50 @@ async def test_the_pages_work_without_javascript(browser: Any, api: Api, tmp_pat
     await page.wait_for_url("**/contact")
     assert "St Helens Council (E08000013)" in await page.inner_text("main")
     await page.context.close()
+
+
+async def test_the_pages_and_docs_keep_to_their_content_security_policy(
+    browser: Any, platform: Client, api: Api
+) -> None:
+    # The other tests bypass the policy to inject axe; here it is enforced, and any violation
+    # (an inline script without the nonce, an inline style, anything from elsewhere) fails.
+    tenancy_id = await platform.onboard("E06000019")
+    assert (await platform.wait_for(tenancy_id))["state"] == "active"
+    admin = await token(api, "council-admin", council="E06000019")
+    context = await browser.new_context(base_url=api.url, viewport={"width": 1024, "height": 768})
+    await context.add_init_script(
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    logged: list[str] = []
+    page.on("console", lambda m: logged.append(m.text) if "Security Policy" in m.text else None)
+
+    async def no_violations(where: str) -> None:
+        found = await page.evaluate("window.violations")
+        assert not found, f"{where}: {found}"
+        assert not logged, f"{where}: {logged}"
+
+    await page.goto("/sign-in")
+    # GOV.UK Frontend's inline script ran (it carries the nonce), so its components start.
+    assert "govuk-frontend-supported" in (await page.get_attribute("body", "class") or "")
+    await page.get_by_label("Sign-in token").fill(admin)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await page.wait_for_url("**/find-a-service")
+    await no_violations("find a service")
+    await page.goto("/join/planning-comments/council")  # it is in bin collections already
+    await page.get_by_role("button", name="Continue").click()
+    await page.wait_for_url("**/contact")
+    await page.goto("/join/planning-comments/brand")
+    await page.locator(".app-swatch").first.wait_for()
+    await no_violations("brand")
+    await page.goto(f"/tenancy/{tenancy_id}")
+    await page.frame_locator("iframe.app-preview").get_by_test_id("header").wait_for()
+    await no_violations("status with its preview")
+    await page.goto("/docs")
+    await page.locator(".opblock").first.wait_for()
+    await page.get_by_role("button", name="Authorize").wait_for()
+    await no_violations("docs")
+    await context.close()

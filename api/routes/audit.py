@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.access import allow
 from api.platform import Platform, platform
+from api.problems import documented
 from api.tokens import Principal, Role
 from shared import audit
 
@@ -16,7 +17,7 @@ router = APIRouter(tags=["audit"])
 AUDITOR = allow(Role.AUDITOR)
 
 
-@router.get("/audit")
+@router.get("/audit", responses=documented(401, 403, 422, 429))
 async def entries(
     deps: Annotated[Platform, Depends(platform)],
     who: Annotated[Principal, Depends(AUDITOR)],
@@ -32,7 +33,7 @@ async def entries(
     return [e.as_json() for e in found]
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", responses=documented(401, 403, 429))
 async def verify(
     deps: Annotated[Platform, Depends(platform)],
     who: Annotated[Principal, Depends(AUDITOR)],

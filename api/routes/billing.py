@@ -8,20 +8,23 @@ from fastapi import APIRouter, Depends, Query
 
 from api.access import allow, sql_scope
 from api.platform import Platform, platform
-from api.problems import Problem
+from api.problems import Problem, documented
 from api.tokens import Principal, Role
 from services.metering.periods import Period
 from services.metering.pricing import format_pounds
+from shared.text import PlainText
 
 router = APIRouter(tags=["billing"])
 
 
-@router.get("/invoices")
+@router.get("/invoices", responses=documented(401, 403, 422, 429))
 async def invoices(
     deps: Annotated[Platform, Depends(platform)],
     who: Annotated[Principal, Depends(allow(Role.OPERATOR, Role.FINANCE, Role.COUNCIL_ADMIN))],
-    service: Annotated[str | None, Query(max_length=63)] = None,
-    period: Annotated[str | None, Query(max_length=9, description="2026-11 or FY2026-27")] = None,
+    service: Annotated[PlainText | None, Query(max_length=63)] = None,
+    period: Annotated[
+        PlainText | None, Query(max_length=9, description="2026-11 or FY2026-27")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     """Issued invoices the token may see, with their lines; money in pence and pounds."""

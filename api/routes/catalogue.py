@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from api.access import allow, may_register
 from api.platform import Platform, platform
-from api.problems import Problem
+from api.problems import Problem, documented
 from api.tokens import Principal, Role
 from services.onboarding.repository import CatalogueRepository
 from shared import audit
@@ -36,7 +36,7 @@ def listing(deps: Platform, manifest: ServiceManifest) -> dict[str, Any]:
     }
 
 
-@router.get("/services")
+@router.get("/services", responses=documented(401, 429))
 async def list_services(
     deps: Annotated[Platform, Depends(platform)],
     who: Annotated[Principal, Depends(ANYONE)],
@@ -46,7 +46,7 @@ async def list_services(
         return [listing(deps, m) for m in await CatalogueRepository(conn).list()]
 
 
-@router.post("/services", status_code=201)
+@router.post("/services", status_code=201, responses=documented(401, 403, 422, 429))
 async def register_service(
     manifest: ServiceManifest,
     deps: Annotated[Platform, Depends(platform)],

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.access import TenancyScope, allow, runs, sees, sql_scope
 from api.platform import Platform, platform
-from api.problems import Problem
+from api.problems import Problem, documented
 from api.schemas import BrandIn, OffboardIn, OnboardIn
 from api.tokens import Principal, Role
 from services.branding.brand_file import BrandRefused, validate_brand
@@ -25,6 +25,7 @@ from shared import audit
 from shared.assets import AssetStore
 from shared.db import Connection
 from shared.events import Brand, BrandChangeRequested, BrandChangeRequestedData
+from shared.text import PlainText
 
 router = APIRouter(tags=["tenancies"])
 TenancyId = Annotated[uuid.UUID, "a tenancy id"]
@@ -74,7 +75,7 @@ def accepted(response: Response, tenancy_id: str, state: str, **extra: Any) -> d
     return {"id": tenancy_id, "state": state, "status_url": url, **extra}
 
 
-@router.post("/tenancies", status_code=202)
+@router.post("/tenancies", status_code=202, responses=documented(401, 403, 422, 429))
 async def onboard(
     body: OnboardIn,
     response: Response,
@@ -160,7 +161,7 @@ def build_brand(deps: Platform, body: BrandIn) -> Brand:
         raise Problem(422, "; ".join(errors), errors) from None
 
 
-@router.get("/tenancies")
+@router.get("/tenancies", responses=documented(401, 403, 422, 429))
 async def list_tenancies(
     deps: Annotated[Platform, Depends(platform)],
     who: Annotated[Principal, Depends(allow(Role.OPERATOR, Role.COUNCIL_ADMIN, Role.FINANCE))],
@@ -190,7 +191,7 @@ async def list_tenancies(
     ]
 
 
-@router.get("/tenancies/{tenancy_id}")
+@router.get("/tenancies/{tenancy_id}", responses=documented(401, 403, 404, 422, 429))
 async def tenancy_status(
     tenancy_id: uuid.UUID,
     deps: Annotated[Platform, Depends(platform)],
@@ -204,7 +205,11 @@ async def tenancy_status(
     return with_timeline(found)
 
 
-@router.post("/tenancies/{tenancy_id}/retry", status_code=202)
+@router.post(
+    "/tenancies/{tenancy_id}/retry",
+    status_code=202,
+    responses=documented(401, 403, 404, 409, 422, 429),
+)
 async def retry(
     tenancy_id: uuid.UUID,
     response: Response,
@@ -222,7 +227,11 @@ async def retry(
     return accepted(response, str(tenancy_id), "registered")
 
 
-@router.post("/tenancies/{tenancy_id}/offboard", status_code=202)
+@router.post(
+    "/tenancies/{tenancy_id}/offboard",
+    status_code=202,
+    responses=documented(401, 403, 404, 409, 422, 429),
+)
 async def offboard(
     tenancy_id: uuid.UUID,
     body: OffboardIn,
@@ -249,7 +258,11 @@ async def offboard(
     return accepted(response, str(tenancy_id), "offboarding")
 
 
-@router.post("/tenancies/{tenancy_id}/brand", status_code=202)
+@router.post(
+    "/tenancies/{tenancy_id}/brand",
+    status_code=202,
+    responses=documented(401, 403, 404, 409, 422, 429),
+)
 async def change_brand(
     tenancy_id: uuid.UUID,
     body: BrandIn,
@@ -280,13 +293,13 @@ async def change_brand(
     return accepted(response, found, "active", brand_request=str(event.id))
 
 
-@router.get("/tenancies/{tenancy_id}/usage")
+@router.get("/tenancies/{tenancy_id}/usage", responses=documented(401, 403, 404, 422, 429))
 async def usage(
     tenancy_id: uuid.UUID,
     deps: Annotated[Platform, Depends(platform)],
     who: Annotated[Principal, Depends(allow(Role.OPERATOR, Role.COUNCIL_ADMIN, Role.FINANCE))],
     period: Annotated[
-        str | None,
+        PlainText | None,
         Query(max_length=9, description="a month (2026-11) or financial year (FY2026-27)"),
     ] = None,
 ) -> dict[str, Any]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
+from api.problems import on_http as as_problem
 from api.web.pages import ROUTERS
+from api.web.routing import not_found
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -21,10 +24,21 @@ HERE = Path(__file__).parent
 GOVUK_FRONTEND = HERE / "node_modules" / "govuk-frontend" / "dist" / "govuk"
 
 
-def install(app: FastAPI) -> None:
-    """Add the pages and their assets to the API's application."""
+def install(app: FastAPI, api_roots: frozenset[str]) -> None:
+    """Add the pages and their assets to the API's application. Every address whose first
+    segment is not one of ``api_roots`` is the pages': one that does not exist is answered with
+    GOV.UK's "Page not found", where the API's own keep their problem documents."""
     for router in ROUTERS:
         app.include_router(router)
+
+    async def on_http(request: Request, error: Exception) -> Response:
+        if not isinstance(error, HTTPException):
+            raise error
+        if request.url.path.lstrip("/").partition("/")[0] in api_roots:
+            return await as_problem(request, error)
+        return await not_found(request, error)
+
+    app.add_exception_handler(HTTPException, on_http)
     if not GOVUK_FRONTEND.is_dir():
         log.warning("GOV.UK Frontend is not installed; pages are unstyled", run="make install")
     # GOV.UK Frontend's stylesheet refers to its images as /assets/...

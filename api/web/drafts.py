@@ -2,14 +2,15 @@
 
 A cookie needs no table and works across API replicas. It holds only what the person typed, and
 nothing in it is trusted: the last page checks every answer again, through the same rules, before
-the request is stored. The logo travels as its reference in the asset store, never its bytes.
+the request is stored. The logo travels as its reference in the asset store, never its bytes. A
+cookie that does not read back as a draft (too large, too deeply nested, not JSON) is thrown
+away, and the person starts a fresh one.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 
 from fastapi import Request, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,6 +20,8 @@ from shared.events import LogoRef
 COOKIE = "tenancy_join"
 # Time enough to find a logo and ask a colleague about the agreement.
 MAX_AGE = 4 * 3600
+# Browsers keep at most 4,096 bytes per cookie; anything larger did not come from us.
+MAX_COOKIE = 4096
 
 
 class Brand(BaseModel):
@@ -71,9 +74,11 @@ class JoinDraft(BaseModel):
 
 def load(request: Request, service: str) -> JoinDraft:
     raw = request.cookies.get(COOKIE)
-    if raw:
+    if raw and len(raw) <= MAX_COOKIE:
         try:
-            found = JoinDraft.model_validate(json.loads(base64.urlsafe_b64decode(raw)))
+            # Pydantic's own JSON parser: it refuses nesting past a fixed depth with a
+            # ValidationError, where json.loads would recurse until Python gives up.
+            found = JoinDraft.model_validate_json(base64.urlsafe_b64decode(raw))
         except (binascii.Error, ValueError, ValidationError):
             found = None
         if found is not None and found.service == service:

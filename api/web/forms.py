@@ -23,6 +23,7 @@ from shared.assets import AssetStore
 from shared.catalogue import ServiceManifest
 from shared.events import Acceptance, Brand, Contact, LogoRef, PurchaseOrder
 from shared.identifiers import GSS_PATTERN
+from shared.text import NUL, RULE
 
 
 @dataclass
@@ -30,9 +31,23 @@ class Errors:
     """Problems by field id, in the order the fields appear on the page."""
 
     found: list[tuple[str, str]] = field(default_factory=list)
+    # Answers holding text the database cannot store: refused for that alone, as their other
+    # rules would only report the same answer again, less clearly.
+    unstorable: set[str] = field(default_factory=set)
+
+    @classmethod
+    def reading(cls, form: FormData) -> Errors:
+        """The errors of a posted form, starting with every answer that cannot be stored."""
+        errors = cls()
+        for name, value in form.multi_items():
+            if name in _LABELS and isinstance(value, str) and NUL in value:
+                errors.add(name, f"{_sentence(_LABELS[name])} {RULE}")
+                errors.unstorable.add(name)
+        return errors
 
     def add(self, field_id: str, message: str) -> None:
-        self.found.append((field_id, message))
+        if field_id not in self.unstorable:
+            self.found.append((field_id, message))
 
     def __bool__(self) -> bool:
         return bool(self.found)
@@ -140,7 +155,14 @@ BRAND_FIELDS = {
     "logo_alt": "logo-alt",
     "domain": "domain",
 }
+# What each of the form's text answers is, in words for an error message.
 _LABELS = {
+    "council": "your council's name or GSS code",
+    "contact-name": "the full name",
+    "contact-email": "the email address",
+    "purchase-order": "the purchase order number",
+    "accepted-name": "your full name",
+    "accepted-role": "your role at the council",
     "brand-name": "the council name residents will see",
     "welsh-name": "the Welsh name",
     "colour-primary": "the main colour",

@@ -159,6 +159,15 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
+async def not_found(request: Request, error: HTTPException) -> Response:
+    """A page for an address no page or file answers (or a method none takes there)."""
+    message = "Check the web address is correct." if error.status_code != 404 else ""
+    response = await _error_page(request, error.status_code, None, message)
+    for name, value in (error.headers or {}).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 async def _error_page(request: Request, status: int, title: str | None, message: str) -> Response:
     found = await context(request)
     if status == 404:

@@ -3,8 +3,10 @@
 Signing in stores the person's API token in a cookie the page's scripts cannot read
 (``HttpOnly``), sent only over HTTPS (``Secure``; browsers also treat ``http://127.0.0.1`` and
 ``localhost`` as secure, which is what ``make run`` serves) and not on requests that other sites
-start (``SameSite=Lax``). Every request checks the token again with :func:`api.tokens.authenticate`,
-so a revoked token stops working at once and the pages have exactly the API's roles and scopes.
+start (``SameSite=Lax``). Every request checks the token again, as the API checks a bearer token
+(:meth:`api.platform.Platform.authenticate`), so a revoked token stops working at once, the pages
+have exactly the API's roles and scopes, and wrong tokens in cookies count against the client
+as wrong bearer tokens do: a client that sent too many is signed out until it may try again.
 
 CSRF: each browser gets a random seed in a cookie of its own; every form carries
 HMAC(seed, the session token's hash) and a POST is refused unless it matches. Another site can
@@ -21,8 +23,9 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from api.platform import Platform
-from api.tokens import Principal, authenticate, digest
+from api.platform import Platform, client_of
+from api.throttle import TooManyFailures
+from api.tokens import Principal, digest
 
 SESSION_COOKIE = "tenancy_session"
 CSRF_COOKIE = "tenancy_csrf"
@@ -39,6 +42,9 @@ class Visitor:
     csrf_seed: str
     session_token: str | None
     new_seed: bool = False
+    # The session cookie holds a token that is not known or was revoked: it goes, so that it
+    # is not counted as a wrong token on every page.
+    stale_session: bool = False
 
     @property
     def csrf_token(self) -> str:
@@ -60,11 +66,16 @@ async def visitor(request: Request, deps: Platform) -> Visitor:
     fresh = not seed
     seed = seed or new_seed()
     token = request.cookies.get(SESSION_COOKIE)
-    principal = None
+    principal, stale = None, False
     if token:
-        async with deps.pool.acquire() as conn:
-            principal = await authenticate(conn, token)
-    return Visitor(principal, seed, token if principal else None, new_seed=fresh)
+        try:
+            principal = await deps.authenticate(token, client_of(request))
+            stale = principal is None
+        except TooManyFailures:
+            pass  # signed out for now, whether the token is right or not
+    return Visitor(
+        principal, seed, token if principal else None, new_seed=fresh, stale_session=stale
+    )
 
 
 def csrf_ok(request: Request, sent: object) -> bool:
@@ -84,6 +95,8 @@ def _set(response: Response, name: str, value: str, max_age: int | None) -> None
 def keep_seed(response: Response, who: Visitor) -> None:
     if who.new_seed:
         _set(response, CSRF_COOKIE, who.csrf_seed, None)
+    if who.stale_session:
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
 
 
 def sign_in(response: Response, token: str) -> None:

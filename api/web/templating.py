@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, PrefixLoader
 
+from api.headers import page_policy
 from api.tokens import Role
 from api.web.session import CSRF_FIELD, Visitor, keep_seed
 from shared.events import HEX_COLOUR
@@ -31,7 +33,7 @@ environment = Environment(
 
 
 def _colour(value: object) -> str:
-    # Only a colour reaches a style attribute, whatever was typed.
+    # Only a colour reaches an SVG fill, whatever was typed.
     return value if isinstance(value, str) and re.fullmatch(HEX_COLOUR, value) else "transparent"
 
 
@@ -63,7 +65,11 @@ def page(
     context: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    # GOV.UK Frontend's template marks the body as scripted with one inline script; the
+    # policy lets through only a script carrying this response's own nonce.
+    nonce = secrets.token_urlsafe(18)
     values = {
+        "cspNonce": nonce,
         "request": request,
         "who": who,
         "principal": who.principal,
@@ -77,5 +83,6 @@ def page(
     response = HTMLResponse(html, status_code=status_code)
     # Pages show what the visitor may see: never from a shared cache.
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = page_policy(nonce)
     keep_seed(response, who)
     return response

@@ -11,6 +11,8 @@ from html import escape
 from typing import Any
 
 PAGE_STYLE = """
+  .skip-link { position: absolute; left: -9999px; top: 0; padding: 10px 15px; }
+  .skip-link:focus { left: 0; z-index: 1; }
   body { margin: 0; font-family: Arial, sans-serif; font-size: 19px; line-height: 1.4;
          color: var(--tenancy-colour-text); background: var(--tenancy-colour-background); }
   .header { background: var(--tenancy-colour-primary); color: var(--tenancy-colour-on-primary);
@@ -66,13 +68,16 @@ def render_preview(
 <style>{PAGE_STYLE}</style>
 </head>
 <body>
+<a href="#main-content" class="skip-link" data-testid="skip-link">Skip to main content</a>
 <header class="header" data-testid="header">{"".join(header)}</header>
-<main>
+<main id="main-content" tabindex="-1">
 <h1>{escape(service_name)}</h1>
 <p data-testid="body-text">This is how residents of {name} will see this service. Body text
 uses the theme's text colour on its background colour.</p>
-<p><a href="#start" data-testid="link">Read how this service uses your information</a></p>
+<p><a href="#information" data-testid="link">Read how this service uses your information</a></p>
 <button class="button" type="button" data-testid="button">Start now</button>
+<h2 id="information">How this service uses your information</h2>
+<p>{name} keeps what you tell this service only to provide it to you.</p>
 </main>
 <footer><ul>{"".join(footer)}</ul></footer>
 </body>

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.tokens import authenticate
+from api.platform import client_of
+from api.throttle import TooManyFailures
 from api.web import drafts, session
 from api.web.forms import Errors, text
 from api.web.routing import Context, PageRoute, context, local_path, posted, see_other
@@ -36,8 +37,18 @@ async def sign_in(request: Request) -> Response:
     if not token:
         errors.add("token", "Enter your sign-in token")
     else:
-        async with ctx.deps.pool.acquire() as conn:
-            principal = await authenticate(conn, token)
+        try:
+            principal = await ctx.deps.authenticate(token, client_of(request))
+        except TooManyFailures as refused:
+            minutes = -(-refused.retry_after // 60)
+            errors.add(
+                "token",
+                "You have entered a sign-in token that was not recognised too many times. "
+                f"Wait {minutes} minute{'s' if minutes != 1 else ''}, then try again",
+            )
+            page = ctx.render("sign_in.html", {"next": target, "errors": errors}, 429)
+            page.headers["Retry-After"] = str(refused.retry_after)
+            return page
         if principal is None:
             errors.add(
                 "token",

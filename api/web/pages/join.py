@@ -35,10 +35,12 @@ from services.onboarding.repository import CatalogueRepository, TenancyRepositor
 from shared.assets import AssetMissing, AssetStore
 from shared.catalogue import ServiceManifest
 from shared.events import Contact
+from shared.text import PlainText
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGES = ("council", "contact", "brand", "agreement", "check")
-Service = Annotated[str, "a service id"]
+# Reaches the database: text it can hold, or the page is not found.
+Service = Annotated[PlainText, "a service id"]
 
 
 async def joining(ctx: Context, service_id: str) -> tuple[Principal, ServiceManifest]:
@@ -120,7 +122,7 @@ async def council_answer(service_id: Service, request: Request) -> Response:
     who, manifest = await joining(ctx, service_id)
     draft = drafts.load(request, service_id)
     typed = text(form, "council")
-    errors = Errors()
+    errors = Errors.reading(form)
     record, problem = find_council(ctx.deps.councils, typed)
     if problem is not None:
         errors.add("council", problem)
@@ -174,7 +176,7 @@ async def contact_post(service_id: Service, request: Request) -> Response:
     ctx = await signed_in(request)
     _, manifest = await joining(ctx, service_id)
     draft = drafts.load(request, service_id)
-    errors = Errors()
+    errors = Errors.reading(form)
     values = contact_answer(form, errors)
     if errors:
         return step(ctx, "contact", manifest, draft, values, errors)
@@ -217,7 +219,7 @@ async def brand_post(service_id: Service, request: Request) -> Response:
     if draft.council is None:
         return see_other(f"/join/{service_id}/council")
     store = assets(ctx)
-    errors = Errors()
+    errors = Errors.reading(form)
     raw = brand_fields(form, manifest.branding.custom_domain)
     content = await uploaded_logo(form, errors)
     fresh = content is not None
@@ -239,7 +241,9 @@ async def brand_post(service_id: Service, request: Request) -> Response:
         link=colours["link"],
         domain=raw["domain"],
     )
-    if brand is None:
+    # The logo's own errors (size, an empty file) come before the branding rules, which then
+    # see no logo and may well pass: the page must still say what is wrong with the file.
+    if brand is None or errors:
         draft.brand_done = False
         if fresh and content is not None:
             draft.logo = keep_valid_logo(content, store, errors)
@@ -303,7 +307,7 @@ async def agreement_post(service_id: Service, request: Request) -> Response:
     ctx = await signed_in(request)
     _, manifest = await joining(ctx, service_id)
     draft = drafts.load(request, service_id)
-    errors = Errors()
+    errors = Errors.reading(form)
     values: dict[str, Any] = acceptance_answer(form, errors)
     if errors:
         values["accept"] = text(form, "accept") == "yes"

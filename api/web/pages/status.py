@@ -136,6 +136,8 @@ async def preview(tenancy_id: uuid.UUID, ctx: Annotated[Context, Depends(signed_
                 "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
                 "frame-ancestors 'self'"
             ),
+            # The status page shows it in a frame; no other site may.
+            "X-Frame-Options": "SAMEORIGIN",
             "Cache-Control": "no-store",
         },
     )
