@@ -62,6 +62,7 @@ from bench.common import (
 )
 from shared import db
 from shared.catalogue import ServiceManifest, load_manifest
+from shared.cloudevents import STRUCTURED_CONTENT_TYPE
 from shared.identifiers import service_database_name
 from shared.settings import REPO_ROOT
 
@@ -197,7 +198,7 @@ async def _system_run(config: dict[str, Any]) -> dict[str, Any]:
                                 registered,
                                 payloads[tid],
                                 key=tid.encode(),
-                                headers=[("content-type", b"application/json")],
+                                headers=[("content-type", STRUCTURED_CONTENT_TYPE.encode())],
                             )
                         )
                     await asyncio.gather(*sent)

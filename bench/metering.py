@@ -58,6 +58,7 @@ from bench.common import (
     server_facts,
 )
 from shared import db
+from shared.cloudevents import STRUCTURED_CONTENT_TYPE
 
 NAME = "metering"
 DESCRIPTION = "count usage events exactly once: metering worker vs a bare consumer of the topic"
@@ -166,7 +167,7 @@ async def _publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]
     try:
         sent = [
             await producer.send(
-                topic, value, key=key, headers=[("content-type", b"application/json")]
+                topic, value, key=key, headers=[("content-type", STRUCTURED_CONTENT_TYPE.encode())]
             )
             for key, value in records
         ]

@@ -27,14 +27,15 @@ from cli.common import JsonFlag, fail, out, run, settings
 from cli.context import Unreachable, database
 from cli.settings import CliSettings
 from shared import audit, db
+from shared.cloudevents import CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, is_binary
 from shared.identifiers import quote_ident
-from shared.messaging import create_broker
+from shared.messaging import DeadLetterHeaders, create_broker
 
 WORKERS = ("onboarding", "isolation", "branding", "metering")
 # Headers DeadLetters.record_raw adds on the dlq.<worker> topic. The table keeps the record's own
 # headers, but a record copied back from that topic carries them too; a replayed event must look
 # like the original, or a second failure would carry the first one's reason.
-DEAD_LETTER_HEADERS = ("x-dead-letter-", "x-original-", "x-error")
+DEAD_LETTER_HEADERS = DeadLetterHeaders.names()
 
 dlq_app = typer.Typer(help="Dead letters: events a worker could not process, and their replay.")
 
@@ -232,7 +233,13 @@ class Outcome:
 
 
 def replay_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if not k.lower().startswith(DEAD_LETTER_HEADERS)}
+    """The original record's headers, in structured mode as the platform publishes (it may have
+    been sent as application/json) unless it was a binary-mode event, whose content type is its
+    data's."""
+    kept = {k: v for k, v in headers.items() if k.lower() not in DEAD_LETTER_HEADERS}
+    if not is_binary((k, v.encode()) for k, v in kept.items()):
+        kept[CONTENT_TYPE] = STRUCTURED_CONTENT_TYPE
+    return kept
 
 
 def trace_id_of(headers: dict[str, str]) -> str | None:

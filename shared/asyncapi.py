@@ -8,7 +8,13 @@ from typing import Any
 import yaml
 from faststream.specification import AsyncAPI
 
+from shared.cloudevents import STRUCTURED_CONTENT_TYPE, binary_headers_schema
+from shared.events import UsageData, UsageRecorded
+from shared.messaging import DeadLetterHeaders
+from shared.topics import Topic
+
 DOCUMENTED_BOOTSTRAP = "localhost:9092"
+SCHEMAS = "#/components/schemas/"
 
 
 def document() -> dict[str, Any]:
@@ -40,12 +46,72 @@ def document() -> dict[str, Any]:
         version="1.0.0",
         description=(
             "Events through which Tenancy provisions UK councils into shared services. "
-            "Every message is a CloudEvents 1.0 envelope in structured mode; the Kafka key "
-            "is the tenancy id and W3C trace context travels in the headers."
+            "Every event is a CloudEvents 1.0 envelope in the Kafka binding's structured mode "
+            "(content-type application/cloudevents+json; usage.recorded also takes binary "
+            "mode); the Kafka key is the tenancy id and W3C trace context travels in the headers."
         ),
     )
     raw: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    raw["defaultContentType"] = STRUCTURED_CONTENT_TYPE
+    _describe_usage_recorded(raw)
+    _describe_dead_letters(raw)
     return raw
+
+
+def _add_schemas(doc: dict[str, Any], model: type[UsageRecorded]) -> None:
+    schema = model.model_json_schema(ref_template=SCHEMAS + "{model}")
+    schemas = doc["components"]["schemas"]
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+
+
+def _describe_usage_recorded(doc: dict[str, Any]) -> None:
+    """Metering reads usage.recorded as raw batches, so that one bad record cannot fail its
+    batch, and faststream can describe only its handler's argument: an array of bytes. What each
+    record holds is a UsageRecorded event, in either of the binding's two modes."""
+    _add_schemas(doc, UsageRecorded)
+    schemas, messages = doc["components"]["schemas"], doc["components"]["messages"]
+    for key, channel in doc["channels"].items():
+        if channel["address"] != Topic.USAGE_RECORDED.value:
+            continue
+        for ref in channel["messages"].values():
+            structured = messages[ref["$ref"].rsplit("/", 1)[1]]
+            schemas.pop(structured["payload"]["$ref"].removeprefix(SCHEMAS), None)
+            structured["payload"] = {"$ref": SCHEMAS + UsageRecorded.__name__}
+            structured["contentType"] = STRUCTURED_CONTENT_TYPE
+            structured["summary"] = "structured mode: the whole event is the record's value"
+        binary = f"{key}:BinaryMessage"
+        messages[binary] = {
+            "title": binary,
+            "summary": "binary mode: the attributes are ce_ headers, the data is the value",
+            "contentType": "application/json",
+            "headers": binary_headers_schema(UsageRecorded),
+            "payload": {"$ref": SCHEMAS + UsageData.__name__},
+        }
+        channel["messages"]["BinaryMessage"] = {"$ref": f"#/components/messages/{binary}"}
+        for operation in doc["operations"].values():
+            if operation["channel"]["$ref"] == f"#/channels/{key}":
+                operation["messages"].append({"$ref": f"#/channels/{key}/messages/BinaryMessage"})
+
+
+def _describe_dead_letters(doc: dict[str, Any]) -> None:
+    """faststream describes no message headers; a dead letter is mostly its headers."""
+    headers = DeadLetterHeaders.model_json_schema(by_alias=True, mode="serialization")
+    headers["additionalProperties"] = {
+        "type": "string",
+        "description": "the original record's own headers (content-type, traceparent, ce_*)",
+    }
+    schemas, messages = doc["components"]["schemas"], doc["components"]["messages"]
+    schemas[DeadLetterHeaders.__name__] = headers
+    for channel in doc["channels"].values():
+        if not channel["address"].startswith("dlq."):
+            continue
+        for ref in channel["messages"].values():
+            message = messages[ref["$ref"].rsplit("/", 1)[1]]
+            message["headers"] = {"$ref": SCHEMAS + DeadLetterHeaders.__name__}
+            message["contentType"] = "application/octet-stream"
+            payload = schemas[message["payload"]["$ref"].removeprefix(SCHEMAS)]
+            payload["description"] = "the original record's value, byte for byte"
 
 
 def to_json(doc: dict[str, Any]) -> str:

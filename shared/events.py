@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import ConfigDict, EmailStr, Field, HttpUrl
 
 from shared.catalogue import IsolationTier, ServiceManifest
+from shared.cloudevents import ExtensionName, ExtensionValue
 from shared.identifiers import GssCode, ServiceId, TenancyId
 from shared.text import NulFree
 from shared.topics import Topic
@@ -378,10 +379,16 @@ class UsageData(Contract):
 
 
 class UsageRecorded(Contract):
-    """Usage a shared service reports, in CloudEvents structured mode; (source, id) identify it.
+    """Usage a shared service reports, as a CloudEvent in structured or binary mode; (source,
+    id) identify it.
 
-    Not a :class:`CloudEvent` subclass: services choose their own ids (any string), and ``time``
-    is required because it decides the billing period."""
+    Not a :class:`CloudEvent` subclass: services choose their own ids (any string), ``time`` is
+    required because it decides the billing period, and, this being the one event other teams
+    produce, CloudEvents extension attributes are accepted (the platform's own events have none:
+    an unknown field there is a bug to refuse)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[ExtensionName, ExtensionValue] = Field(init=False)
 
     topic: ClassVar[Topic] = Topic.USAGE_RECORDED
 

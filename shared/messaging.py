@@ -31,10 +31,11 @@ from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import metrics
 from shared.catalogue import describe_validation_error
+from shared.cloudevents import STRUCTURED_CONTENT_TYPE, is_structured
 from shared.commits import OffsetCommits
 from shared.identifiers import quote_ident
 from shared.logging import get_logger
@@ -112,9 +113,20 @@ class TenancyBroker(KafkaBroker):
         self.running = True
 
 
+async def decode_event(
+    msg: StreamMessage[Any], default: Callable[[StreamMessage[Any]], Awaitable[Any]]
+) -> Any:
+    """Structured-mode CloudEvents are JSON; faststream itself reads only application/json as
+    such. A record sent before the platform followed the binding still decodes by default."""
+    if is_structured(msg.content_type):
+        return json.loads(msg.body)
+    return await default(msg)
+
+
 def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
     return TenancyBroker(
         settings.kafka_bootstrap_servers,
+        decoder=decode_event,
         acks="all",
         client_id=client_id,
         # Topics are created explicitly with their partition count; never by accident.
@@ -146,6 +158,9 @@ def subscriber_options(settings: CommonSettings, worker: str, topic: str) -> dic
 async def publish_json(
     broker: KafkaBroker, payload: dict[str, Any], *, topic: str, key: str, headers: dict[str, str]
 ) -> None:
+    # Set here, the one way events are published, and not taken from ``headers``: outbox rows
+    # written before the platform followed the binding recorded application/json.
+    headers = {**headers, "content-type": STRUCTURED_CONTENT_TYPE}
     await broker.publish(payload, topic=topic, key=key.encode(), headers=headers)
 
 
@@ -170,6 +185,45 @@ async def envelope_of(msg: StreamMessage[Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+class DeadLetterHeaders(BaseModel):
+    """What a worker adds to a dead letter's own headers on its ``dlq.<worker>`` topic: where the
+    record came from and why it was refused. Header values are text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dead_letter_id: str = Field(
+        serialization_alias="x-dead-letter-id",
+        description="the dead letter's id, as `tenancy dlq list` shows it",
+    )
+    worker: str = Field(
+        serialization_alias="x-dead-letter-worker", description="the worker that refused it"
+    )
+    original_topic: str = Field(
+        serialization_alias="x-original-topic", description="where it was read"
+    )
+    original_partition: str = Field(serialization_alias="x-original-partition")
+    original_offset: str = Field(serialization_alias="x-original-offset")
+    error_type: str = Field(
+        serialization_alias="x-error-type",
+        description="a reason code (unknown_meter, malformed, ...) or the error's class",
+    )
+    error: str = Field(
+        serialization_alias="x-error",
+        max_length=1000,
+        description="what is wrong, naming the field and the rule",
+    )
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        return frozenset(str(field.serialization_alias) for field in cls.model_fields.values())
+
+
+def _storable(text: str) -> str:
+    # PostgreSQL's text and jsonb cannot hold NUL: a record carrying one in its key, headers or
+    # the field names its error quotes must still be dead-lettered, not redelivered for ever.
+    return text.replace("\x00", "\ufffd")
+
+
 @dataclass
 class DeadLetters:
     """Where a worker's poison events go: its ``dead_letters`` table and its DLQ topic."""
@@ -191,9 +245,12 @@ class DeadLetters:
         """Keep a consumed record that cannot be processed: in the worker's ``dead_letters``
         table and on its DLQ topic, with the reason in both."""
         topic, partition, offset = raw.topic, raw.partition, raw.offset
+        reason = _storable(reason)  # it may quote a field's name, which may hold a NUL
         letter_id = uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{topic}/{partition}/{offset}")
-        headers = {k: v.decode(errors="replace") for k, v in raw.headers or ()}
-        key = raw.key.decode(errors="replace") if raw.key else None
+        headers = {
+            _storable(k): _storable(v.decode(errors="replace")) for k, v in raw.headers or ()
+        }
+        key = _storable(raw.key.decode(errors="replace")) if raw.key else None
         body = raw.value or b""
         await self.pool_provider().execute(
             f"INSERT INTO {quote_ident(self.schema)}.dead_letters"
@@ -210,16 +267,16 @@ class DeadLetters:
             reason,
         )
         metrics.DEAD_LETTERS.labels(self.worker, error_type).inc()
-        dlq_headers = {
-            **headers,
-            "x-dead-letter-id": str(letter_id),
-            "x-dead-letter-worker": self.worker,
-            "x-original-topic": topic,
-            "x-original-partition": str(partition),
-            "x-original-offset": str(offset),
-            "x-error-type": error_type,
-            "x-error": reason[:1000],
-        }
+        added = DeadLetterHeaders(
+            dead_letter_id=str(letter_id),
+            worker=self.worker,
+            original_topic=topic,
+            original_partition=str(partition),
+            original_offset=str(offset),
+            error_type=error_type,
+            error=reason[:1000],
+        )
+        dlq_headers = {**headers, **added.model_dump(by_alias=True)}
         await self.broker.publish(body, topic=self.topic, key=raw.key, headers=dlq_headers)
         log.error("event dead-lettered", reason=reason, dead_letter_id=str(letter_id))
 

@@ -65,7 +65,8 @@ class Transaction:
                 topic=self.topic_prefix + event.topic.value,
                 key=event.subject,
                 payload=event.model_dump(mode="json"),
-                headers={"content-type": "application/json", **current_headers()},
+                # The content type is the publisher's to set (see shared.messaging.publish_json).
+                headers=current_headers(),
             )
         )
 

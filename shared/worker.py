@@ -112,6 +112,18 @@ def build_worker(
     commits = OffsetCommits(settings.kafka_commit_interval_ms / 1000)
     worker = Worker(name=name, settings=settings, broker=broker, commits=commits)
     dlq = worker.topic(dead_letter_topic(name))
+    # Declared for the AsyncAPI document; DeadLetters publishes the copies (shared.asyncapi adds
+    # their headers, which faststream cannot describe).
+    broker.publisher(
+        dlq,
+        schema=bytes,
+        title=f"{dead_letter_topic(name).value}:{name}",
+        description=(
+            f"Events the {name} worker could not process: each the original record (its value"
+            " byte for byte, even if not JSON, its key and its headers), with where it came"
+            " from and why it was refused in x- headers. Kept in its dead_letters table too."
+        ),
+    )
     dead_letters = DeadLetters(
         worker=name,
         schema=name,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
@@ -362,8 +362,8 @@ async def onboarded(client: Client, service: str, councils: tuple[str, ...]) -> 
     return tenancies
 
 
-async def events_on(slice_: Slice, topic: Topic) -> list[dict[str, Any]]:
-    """Every event published so far on one of the slice's topics, with its headers."""
+async def _all_records(slice_: Slice, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record published so far on one of the slice's topics, partition by partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=slice_.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -371,19 +371,36 @@ async def events_on(slice_: Slice, topic: Topic) -> list[dict[str, Any]]:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        found: list[dict[str, Any]] = []
+        found: list[ConsumerRecord[bytes, bytes]] = []
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [
-                    {
-                        "value": record.value.decode(),
-                        "headers": {k: v.decode() for k, v in record.headers},
-                    }
-                    for record in records
-                ]
+                found += records
         return found
     finally:
         await consumer.stop()
+
+
+async def events_on(slice_: Slice, topic: Topic) -> list[dict[str, Any]]:
+    """Every event published so far on one of the slice's topics, with its headers."""
+    return [
+        {
+            "value": record.value.decode() if record.value is not None else "",
+            "headers": {k: v.decode() for k, v in record.headers},
+        }
+        for record in await _all_records(slice_, topic)
+    ]
+
+
+async def records_on(
+    slice_: Slice, topic: Topic, key: str
+) -> list[tuple[bytes | None, dict[str, bytes]]]:
+    """The value and headers, undecoded, of every record with this key on one of the slice's
+    topics so far, in the order they were published (one key is one partition)."""
+    return [
+        (record.value, dict(record.headers))
+        for record in await _all_records(slice_, topic)
+        if record.key == key.encode()
+    ]
 
 
 async def offboard(client: Client, tenancy_id: str, reason: str = "") -> None:

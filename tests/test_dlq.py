@@ -13,9 +13,19 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.cloudevents import STRUCTURED_CONTENT_TYPE
 from shared.topics import Topic
-from tests.harness import Client, Slice, drained
-from tests.test_metering import counted, drill_tenancy, publish, usage_event, wait_counted
+from tests.harness import Client, Slice, drained, records_on
+from tests.test_metering import (
+    binary,
+    counted,
+    drill_tenancy,
+    publish,
+    send,
+    structured,
+    usage_event,
+    wait_counted,
+)
 
 
 async def tenancy(slice_: Slice, *args: str) -> subprocess.CompletedProcess[str]:
@@ -137,6 +147,31 @@ async def test_replay_all_replays_what_the_filter_selects_once(platform: Client)
     assert "nothing to replay" in nothing.stdout
     await drained(platform.slice)
     assert await counted(platform.pool, tenancy_id) == 2
+
+
+async def test_a_replayed_event_goes_back_in_its_mode_as_the_binding_says(
+    platform: Client,
+) -> None:
+    tenancy_id = await drill_tenancy(platform, "E07000044")
+    now = datetime.now(UTC)
+    # Sent as producers did before the platform followed the binding, and in binary mode.
+    legacy = usage_event(tenancy_id, "scans", 1, time=now)
+    in_headers = usage_event(tenancy_id, "scans", 2, time=now)
+    await send(platform.slice, [structured(legacy, "application/json"), binary(in_headers)])
+    await wait_letters(platform, "metering", tenancy_id, 2)
+
+    await open_meter(platform, tenancy_id, "scans")
+    scope = ("--worker", "metering", "--tenancy", tenancy_id)
+    replayed = await tenancy(platform.slice, "dlq", "replay", "--all", *scope)
+    assert replayed.returncode == 0, replayed.stderr
+    await wait_counted(platform.pool, tenancy_id, 2)
+
+    sent = await records_on(platform.slice, Topic.USAGE_RECORDED, tenancy_id)
+    whole = [h["content-type"] for _, h in sent if "ce_id" not in h]
+    assert whole == [b"application/json", STRUCTURED_CONTENT_TYPE.encode()]
+    attributes = [(h["content-type"], h["ce_id"], h["ce_subject"]) for _, h in sent if "ce_id" in h]
+    assert attributes == [(b"application/json", in_headers["id"].encode(), tenancy_id.encode())] * 2
+    assert not any(name.startswith("x-") for _, h in sent for name in h)
 
 
 async def test_list_filters_by_worker_and_topic(platform: Client) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,9 +23,11 @@ from aiokafka import AIOKafkaProducer
 from services.metering.repository import Meters
 from shared import db
 from shared.catalogue import PeriodKind
+from shared.cloudevents import STRUCTURED_CONTENT_TYPE
 from shared.events import Council
+from shared.settings import REPO_ROOT
 from shared.topics import Topic
-from tests.harness import Client, Slice, WorkerProcess, drained, offboard
+from tests.harness import Client, Slice, WorkerProcess, drained, offboard, records_on
 from tests.harness import cli as tenancy
 
 SEPTEMBER = datetime(2026, 9, 15, 12, 0, tzinfo=UTC)
@@ -53,25 +58,44 @@ def usage_event(
     }
 
 
-async def publish(slice_: Slice, events: list[dict[str, Any]], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
-    """As a shared service would: structured-mode JSON, key = the tenancy id."""
+Headers = list[tuple[str, bytes]]
+# One Kafka record: key, value, headers.
+Record = tuple[bytes, bytes | None, Headers]
+
+
+def structured(event: dict[str, Any], content_type: str = STRUCTURED_CONTENT_TYPE) -> Record:
+    """A usage event in structured mode: the whole event is the value; key = the tenancy id."""
+    key = str(event.get("subject", "x")).encode()
+    return key, json.dumps(event).encode(), [("content-type", content_type.encode())]
+
+
+def binary(event: dict[str, Any], extra_headers: Headers = ()) -> Record:  # type: ignore[assignment]
+    """A usage event in binary mode: its attributes are ce_ headers, its data is the value."""
+    attributes = {k: v for k, v in event.items() if k not in ("data", "datacontenttype")}
+    headers = [(f"ce_{name}", str(value).encode()) for name, value in attributes.items()]
+    headers.append(("content-type", event.get("datacontenttype", "application/json").encode()))
+    key = str(event.get("subject", "x")).encode()
+    return key, json.dumps(event["data"]).encode(), headers + list(extra_headers)
+
+
+async def send(slice_: Slice, records: list[Record]) -> None:
+    """As a shared service would, to the slice's usage.recorded."""
     producer = AIOKafkaProducer(bootstrap_servers=slice_.bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         topic = slice_.topic(Topic.USAGE_RECORDED)
         sent = [
-            await producer.send(
-                topic,
-                json.dumps(event).encode(),
-                key=str(event.get("subject", "x")).encode(),
-                headers=[("content-type", b"application/json")],
-            )
-            for event in events
+            await producer.send(topic, value, key=key, headers=headers)
+            for key, value, headers in records
         ]
-        sent += [await producer.send(topic, value, key=b"poison") for value in raw]
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+
+
+async def publish(slice_: Slice, events: list[dict[str, Any]], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    """Structured-mode events, then records that are not events at all."""
+    await send(slice_, [structured(event) for event in events] + [(b"poison", v, []) for v in raw])
 
 
 async def counted(pool: db.Pool, tenancy_id: str) -> int:
@@ -185,6 +209,145 @@ async def rejections(client: Client) -> dict[str, int]:
     assert shown.returncode == 0, shown.stderr
     counts: dict[str, int] = json.loads(shown.stdout)
     return counts
+
+
+def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    grew = {reason: after.get(reason, 0) - before.get(reason, 0) for reason in after}
+    return {reason: n for reason, n in grew.items() if n}
+
+
+async def dead_letter_errors(client: Client, key: str) -> list[str]:
+    rows = await client.pool.fetch("SELECT error FROM metering.dead_letters WHERE key = $1", key)
+    return [row["error"] for row in rows]
+
+
+async def test_extension_attributes_are_accepted_but_not_counted(platform: Client) -> None:
+    tenancy_id = await drill_tenancy(platform, "E07000041")
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    first = usage_event(tenancy_id, id="ext-1") | {
+        "partitionkey": tenancy_id,
+        "traceparent": trace,
+        "sequence": 7,
+        "sampled": True,
+    }
+    before = await rejections(platform)
+    await publish(platform.slice, [first])
+    await wait_counted(platform.pool, tenancy_id, 1)
+    await publish(
+        platform.slice,
+        [
+            first | {"traceparent": trace[:-1] + "0", "sequence": 8},  # the same event again
+            usage_event(tenancy_id) | {"Partition_Key": "x"},
+            usage_event(tenancy_id) | {"averyveryverylongname1": "x"},  # 22 characters
+            usage_event(tenancy_id) | {"nested": {"a": 1}},
+            usage_event(tenancy_id) | {"ID": "another"},  # no way around a known attribute
+            usage_event(tenancy_id, quantity=-3) | {"partitionkey": "p"},
+            usage_event(tenancy_id, quantity="1.5") | {"partitionkey": "p"},
+        ],
+    )
+    await drained(platform.slice)
+    assert grown(before, await rejections(platform)) == {
+        "malformed": 4,
+        "negative_quantity": 1,
+        "not_a_whole_number": 1,
+    }
+    assert await counted(platform.pool, tenancy_id) == 1
+    assert (await usage_json(platform, tenancy_id))["api_calls"] == 1
+    errors = "\n".join(await dead_letter_errors(platform, tenancy_id))
+    assert "Partition_Key: not a CloudEvents attribute name" in errors
+    assert "averyveryverylongname1: not a CloudEvents attribute name" in errors
+    assert "ID: not a CloudEvents attribute name" in errors
+    assert "nested: an extension attribute's value is a string" in errors
+
+
+async def test_binary_mode_usage_is_counted_and_refused_like_structured(platform: Client) -> None:
+    tenancy_id = await drill_tenancy(platform, "E07000042")
+    first = usage_event(tenancy_id, id="bin-1")
+    storage = usage_event(tenancy_id, "storage_gb", "0.5")
+    before = await rejections(platform)
+    await send(platform.slice, [binary(first), binary(storage, [("ce_partitionkey", b"p")])])
+    await wait_counted(platform.pool, tenancy_id, 2)
+
+    key, value, headers = binary(usage_event(tenancy_id))
+
+    def changed(name: str, to: bytes) -> Headers:
+        return [(n, to if n == name else v) for n, v in headers]
+
+    await send(
+        platform.slice,
+        [
+            structured(first),  # the same event in the other mode: a repeat
+            binary(first),
+            binary(first | {"data": {"meter": "api_calls", "quantity": 5}}),
+            binary(usage_event(tenancy_id, "printer_pages")),
+            binary(usage_event(tenancy_id, quantity=-1)),
+            (key, b"{not json", headers),
+            (key, value, [(n, v) for n, v in headers if n != "ce_subject"]),
+            (key, value, [*headers, ("ce_id", b"another")]),
+            (key, value, [*headers, ("ce_Bad", b"x")]),
+            (key, value, changed("ce_id", b"nul\x00id")),
+            # Says structured mode, so the value must be the whole event.
+            (key, value, changed("content-type", STRUCTURED_CONTENT_TYPE.encode())),
+            binary(usage_event(tenancy_id)),  # the worker carries on
+        ],
+    )
+    await wait_counted(platform.pool, tenancy_id, 3)
+    await drained(platform.slice)
+    assert grown(before, await rejections(platform)) == {
+        "conflicting_duplicate": 1,
+        "unknown_meter": 1,
+        "negative_quantity": 1,
+        "malformed": 6,
+    }
+    usage = await usage_json(platform, tenancy_id)
+    assert (usage["api_calls"], usage["storage_gb"]) == (2, 0.5)
+    errors = "\n".join(await dead_letter_errors(platform, tenancy_id))
+    assert "'printer_pages' is not a meter of metering-drill" in errors
+    assert "data: Invalid JSON" in errors
+    assert "subject: Field required" in errors
+    assert "ce_id: the attribute id is given more than once" in errors
+    assert "Bad: not a CloudEvents attribute name" in errors
+    assert "id: must not contain the NUL character" in errors
+
+    # On the dead-letter topic: the original record, its attributes still in its headers.
+    letters = await records_on(platform.slice, Topic.DLQ_METERING, tenancy_id)
+    [(data, unknown)] = [(v, h) for v, h in letters if h.get("x-error-type") == b"unknown_meter"]
+    assert unknown["ce_specversion"] == b"1.0"
+    assert unknown["content-type"] == b"application/json"
+    assert b"printer_pages" in unknown["x-error"]
+    assert json.loads(data or b"")["meter"] == "printer_pages"
+
+
+async def test_the_example_publisher_reports_usage_in_either_mode(platform: Client) -> None:
+    tenancy_id = await drill_tenancy(platform, "E07000043")
+
+    async def example(*args: str) -> None:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "examples/usage/publish.py", tenancy_id, "api_calls", *args],
+            env={**os.environ, **platform.slice.env()},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    when = ("--time", SEPTEMBER.isoformat())
+    before = await rejections(platform)
+    await example("--id", "example", "--count", "2", *when)
+    await example("--id", "example", "--count", "2", *when, "--binary")  # the same two again
+    await example("--binary", *when)
+    await wait_counted(platform.pool, tenancy_id, 3)
+    await drained(platform.slice)
+    assert await counted(platform.pool, tenancy_id) == 3
+    assert grown(before, await rejections(platform)) == {}
+    sent = await records_on(platform.slice, Topic.USAGE_RECORDED, tenancy_id)
+    modes = [(h["content-type"], "ce_specversion" in h) for _, h in sent]
+    assert (
+        modes == [(b"application/cloudevents+json", False)] * 2 + [(b"application/json", True)] * 3
+    )
 
 
 async def test_ten_thousand_events_with_a_fifth_repeated_count_exactly(platform: Client) -> None:

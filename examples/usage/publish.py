@@ -1,10 +1,13 @@
-"""How a shared service reports usage: structured-mode CloudEvents on ``usage.recorded``.
+"""How a shared service reports usage: CloudEvents on ``usage.recorded``, in the Kafka binding's
+structured mode (the whole event is the value) or, with ``--binary``, binary mode (the
+attributes are ``ce_*`` headers and the value is the data).
 
     python examples/usage/publish.py <tenancy-id> missed_bin_reports --count 3
+    python examples/usage/publish.py <tenancy-id> missed_bin_reports --binary
 
 With ``make run`` up it reads the broker's address from ``.tenancy/stack.env``; otherwise set
-``KAFKA_BOOTSTRAP_SERVERS``. The same ``--id`` and ``--time`` again counts nothing; the same
-``--id`` with another payload is refused to the dead-letter topic.
+``KAFKA_BOOTSTRAP_SERVERS``. The same ``--id`` and ``--time`` again counts nothing, in either
+mode; the same ``--id`` with another payload is refused to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -14,10 +17,23 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from shared.settings import CommonSettings
+
+STRUCTURED = "application/cloudevents+json"
+
+
+def record(event: dict[str, Any], *, binary: bool) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The Kafka value and headers that carry ``event`` in one mode or the other."""
+    if not binary:
+        return json.dumps(event).encode(), [("content-type", STRUCTURED.encode())]
+    attributes = {k: v for k, v in event.items() if k not in ("data", "datacontenttype")}
+    headers = [(f"ce_{name}", str(value).encode()) for name, value in attributes.items()]
+    headers.append(("content-type", event["datacontenttype"].encode()))
+    return json.dumps(event["data"]).encode(), headers
 
 
 async def publish(args: argparse.Namespace) -> None:
@@ -37,13 +53,15 @@ async def publish(args: argparse.Namespace) -> None:
                 "data": {"meter": args.meter, "quantity": args.quantity}
                 | ({"value": args.value} if args.value else {}),
             }
+            value, headers = record(event, binary=args.binary)
             await producer.send_and_wait(
                 settings.topic("usage.recorded"),
-                json.dumps(event).encode(),
+                value,
                 key=args.tenancy_id.encode(),
-                headers=[("content-type", b"application/json")],
+                headers=headers,
             )
-        print(f"published {args.count} usage event(s) for {args.meter}")
+        mode = "binary" if args.binary else "structured"
+        print(f"published {args.count} usage event(s) for {args.meter} in {mode} mode")
     finally:
         await producer.stop()
 
@@ -58,6 +76,9 @@ def main() -> None:
     parser.add_argument("--id", help="event id prefix; the same prefix again counts nothing")
     parser.add_argument("--source", default="example-service", help="the service's name")
     parser.add_argument("--time", type=datetime.fromisoformat, help="when, e.g. 2026-10-05T10:00Z")
+    parser.add_argument(
+        "--binary", action="store_true", help="binary mode: attributes in ce_* headers"
+    )
     asyncio.run(publish(parser.parse_args()))
 
 

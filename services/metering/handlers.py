@@ -48,7 +48,10 @@ def register(worker: Worker, settings: MeteringSettings) -> None:
         batch=True,
         max_records=settings.usage_batch_size,
         decoder=undecoded,
-        description="UsageRecorded events (see the README), counted in batches, exactly once.",
+        description=(
+            "Usage the shared services report: UsageRecorded CloudEvents in structured or"
+            " binary mode (see the README), counted in batches, exactly once."
+        ),
     )
     async def on_usage_recorded(records: list[bytes], message: KafkaMessage) -> None:
         await count_batch(worker, list(message.raw_message))
@@ -97,7 +100,7 @@ async def count_batch(worker: Worker, records: list[Any]) -> None:
 
 async def _count(worker: Worker, records: list[Any]) -> list[tuple[Any, Rejection]]:
     async with worker.pool.acquire() as conn, conn.transaction():
-        counted = await service.count(conn, [record.value for record in records])
+        counted = await service.count(conn, records)
     failpoint("metering.after-commit")
     log.debug("usage counted", counted=counted.counted, duplicates=counted.duplicates)
     return [(records[index], rejection) for index, rejection in counted.rejected]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,7 +19,7 @@ from services.metering.repository import (
     lock_services,
     usage_of,
 )
-from services.metering.usage import Rejection, Usage
+from services.metering.usage import Record, Rejection, Usage
 from shared.catalogue import PeriodKind, Pricing, ServiceManifest
 from shared.db import Connection
 from shared.events import (
@@ -65,13 +66,13 @@ class Counted:
     rejected: list[tuple[int, Rejection]]  # index in the batch, why
 
 
-async def count(conn: Connection, records: list[bytes | None]) -> Counted:
+async def count(conn: Connection, records: Sequence[Record]) -> Counted:
     """Count a batch of usage events in the caller's transaction. Each event is recorded as seen
     with its quantity, so a repeat of the batch counts nothing twice."""
     rejected: list[tuple[int, Rejection]] = []
     parsed: list[tuple[int, Usage]] = []
-    for index, value in enumerate(records):
-        result = usage.parse(value)
+    for index, record in enumerate(records):
+        result = usage.parse(record.value, record.headers)
         if isinstance(result, Rejection):
             rejected.append((index, result))
         else:

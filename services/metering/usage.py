@@ -12,15 +12,27 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
-from pydantic import ValidationError
+from pydantic import Json, ValidationError
 
 from services.metering.periods import Period
 from shared.catalogue import Aggregation, PeriodKind, describe_validation_error
-from shared.events import UsageRecorded
+from shared.cloudevents import BindingError, Headers, binary_attributes, is_binary
+from shared.events import UsageData, UsageRecorded
 
 # Usage stamped further ahead than this is a producer's clock or bug, not usage.
 MAX_CLOCK_SKEW = timedelta(hours=1)
+
+
+class Record(Protocol):
+    """As much of a consumed Kafka record as parsing needs."""
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Headers: ...
 
 
 @dataclass(frozen=True)
@@ -45,9 +57,22 @@ class Usage:
         return str(Period.containing(kind, self.event.time))
 
 
-def parse(value: bytes | None) -> Usage | Rejection:
+class BinaryUsageRecorded(UsageRecorded):
+    """A binary-mode event: the attributes come from headers, the data is the record's value,
+    read as JSON by the same rules as a structured event's."""
+
+    data: Json[UsageData]
+
+
+def parse(value: bytes | None, headers: Headers) -> Usage | Rejection:
     try:
-        event = UsageRecorded.model_validate_json(value or b"")
+        if is_binary(headers):
+            attributes = binary_attributes(headers)
+            event: UsageRecorded = BinaryUsageRecorded.model_validate({**attributes, "data": value})
+        else:
+            event = UsageRecorded.model_validate_json(value or b"")
+    except BindingError as error:
+        return Rejection("malformed", str(error))
     except ValidationError as error:
         negative = any(
             e["loc"] == ("data", "quantity") and e["type"] == "greater_than_equal"
@@ -59,7 +84,13 @@ def parse(value: bytes | None) -> Usage | Rejection:
         return Rejection("malformed", "time: must carry a time zone, e.g. 2026-11-22T10:00:00Z")
     if event.time > datetime.now(UTC) + MAX_CLOCK_SKEW:
         return Rejection("future_time", f"time: {event.time.isoformat()} is in the future")
-    digest = hashlib.sha256(event.model_dump_json().encode()).hexdigest()
+    # Extensions are not part of what is counted: an event sent again with other ones (say a new
+    # trace) is the same event. Without any, the digest is what it always was.
+    extensions = event.model_extra
+    canonical = (
+        event.model_dump_json(exclude=set(extensions)) if extensions else event.model_dump_json()
+    )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
     return Usage(event, digest, str(Period.containing(PeriodKind.MONTH, event.time)))
 
 
