@@ -16,7 +16,7 @@ from api import docs, problems, tokens
 from api.headers import SecurityHeaders
 from api.platform import Platform
 from api.routes import audit as audit_routes
-from api.routes import billing, catalogue, tenancies
+from api.routes import billing, catalogue, credentials, tenancies, usage
 from api.settings import ApiSettings
 from api.throttle import FailedTokens
 from api.web import install as install_web
@@ -78,8 +78,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(SecurityHeaders)
-    problems.install(app)
-    routers = (catalogue.router, tenancies.router, billing.router, audit_routes.router)
+    problems.install(app, usage.DOCUMENTED_MODELS)
+    routers = (
+        catalogue.router,
+        tenancies.router,
+        billing.router,
+        audit_routes.router,
+        credentials.router,
+        usage.router,
+    )
     for router in routers:
         app.include_router(router)
     docs.install(app)

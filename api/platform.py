@@ -36,13 +36,16 @@ class Platform:
 
     @contextlib.asynccontextmanager
     async def request(
-        self, worker: str, span: str, attributes: dict[str, str]
+        self, worker: str, span: str, attributes: dict[str, str], *, ordered: bool = True
     ) -> AsyncIterator[Transaction]:
         """A request recorded in ``worker``'s outbox, in a trace of its own that the workers
         continue; it is in PostgreSQL before the API answers, and published after the commit
-        (or by that worker's relay if the broker is away)."""
+        (or by that worker's relay if the broker is away). Its events are published in order
+        unless ``ordered`` is false: then all at once (see :class:`shared.outbox.UnitOfWork`)."""
         with tracer().start_as_current_span(span, attributes=attributes):
-            uow = UnitOfWork(self.pool, worker, self.publish, self.settings.topic_prefix)
+            uow = UnitOfWork(
+                self.pool, worker, self.publish, self.settings.topic_prefix, ordered=ordered
+            )
             async with uow.transaction() as tx:
                 yield tx
 

@@ -22,10 +22,25 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
     422: "Invalid request",
     429: "Too many requests",
     500: "Internal error",
 }
+
+
+class RejectedEvent(BaseModel):
+    """One usage event ``POST /usage`` refused, and why: the metering worker's reason codes."""
+
+    index: int | None = Field(description="its place in a batch; null for a single event")
+    id: str | None = Field(description="its id, if it has one", examples=["report-81234"])
+    reason: str = Field(
+        description="malformed, negative_quantity, not_a_whole_number, missing_value,"
+        " future_time, unknown_tenancy, tenancy_closed, unknown_meter or conflicting_duplicate",
+        examples=["unknown_meter"],
+    )
+    errors: list[str] = Field(description="each problem, naming the field and the rule")
 
 
 class ProblemDetails(BaseModel):
@@ -39,6 +54,9 @@ class ProblemDetails(BaseModel):
     errors: list[str] | None = Field(
         default=None, description="each problem, naming the field and the rule it broke"
     )
+    rejected: list[RejectedEvent] | None = Field(
+        default=None, description="`POST /usage`: each refused event, with its reason code"
+    )
 
 
 # What each status means, for the OpenAPI document.
@@ -47,6 +65,8 @@ MEANINGS = {
     403: "The token's role or scope may not do this.",
     404: "No such tenancy, or one outside the token's scope: the two look the same.",
     409: "The tenancy is not in a state that allows this.",
+    413: "The request body is larger than this endpoint takes.",
+    415: "The request body is not in a media type this endpoint takes.",
     422: "The request breaks a rule; `errors` names each field and rule.",
     429: "Too many wrong tokens from this client; try again after `Retry-After` seconds.",
 }
@@ -57,11 +77,14 @@ HEADERS = {
 SCHEMA_REF = "#/components/schemas/ProblemDetails"
 
 
-def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem responses an operation can answer, for its ``responses=``."""
+def documented(
+    *statuses: int, meanings: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The problem responses an operation can answer, for its ``responses=``; ``meanings``
+    says what a status means for this operation where that differs from the usual."""
     return {
         status: {
-            "description": MEANINGS[status],
+            "description": (meanings or {}).get(status, MEANINGS[status]),
             "content": {MEDIA_TYPE: {"schema": {"$ref": SCHEMA_REF}}},
             **({"headers": HEADERS[status]} if status in HEADERS else {}),
         }
@@ -76,11 +99,14 @@ class Problem(Exception):
         detail: str,
         errors: list[str] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.detail = detail
         self.errors = errors or []
         self.headers = headers or {}
+        # RFC 9457 extension members, beside the standard ones (e.g. ``rejected``).
+        self.extensions = extensions or {}
         super().__init__(detail)
 
 
@@ -90,8 +116,10 @@ def problem(
     instance: str,
     errors: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extensions or {}),
         "type": "about:blank",
         "title": TITLES.get(status, "Error"),
         "status": status,
@@ -122,10 +150,28 @@ async def on_http(request: Request, error: Exception) -> Response:
     return problem(error.status_code, str(error.detail), request.url.path, None, headers)
 
 
-def install(app: FastAPI) -> None:
+def add_schemas(schemas: dict[str, Any], model: type[BaseModel]) -> None:
+    """Add ``model``'s JSON schema, and those of the models it holds, to an OpenAPI document's
+    ``components.schemas``, where its references point."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+
+
+def install(app: FastAPI, documented_models: tuple[type[BaseModel], ...] = ()) -> None:
+    """Answer every error as a problem document; ``documented_models`` are the models that
+    operations refer to by name without FastAPI serialising them (a raw request body's)."""
+
     @app.exception_handler(Problem)
     async def on_problem(request: Request, error: Problem) -> Any:
-        return problem(error.status, error.detail, request.url.path, error.errors, error.headers)
+        return problem(
+            error.status,
+            error.detail,
+            request.url.path,
+            error.errors,
+            error.headers,
+            error.extensions,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError) -> Any:
@@ -142,9 +188,9 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is None:
             document = generate()
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            schemas["ProblemDetails"] = ProblemDetails.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
+            models: tuple[type[BaseModel], ...] = (ProblemDetails, *documented_models)
+            for model in models:
+                add_schemas(schemas, model)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]

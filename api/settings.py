@@ -12,3 +12,10 @@ class ApiSettings(CouncilDataSettings):
     # send within the window; past that it is answered 429 until the oldest is a window old.
     auth_failure_limit: int = Field(default=30, ge=1)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # The server holding the shared services' databases, as the isolation worker is told: the
+    # tenancies' connection strings handed to a service's software point there.
+    tenant_database_url: str | None = None
+
+    @property
+    def tenant_server_url(self) -> str:
+        return self.tenant_database_url or self.database_url

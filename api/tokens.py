@@ -23,6 +23,14 @@ class Role(StrEnum):
     COUNCIL_ADMIN = "council-admin"  # onboard and view its own council's tenancies
     FINANCE = "finance"  # read usage and invoices
     AUDITOR = "auditor"  # read the audit trail
+    # Not a person: the software of one shared service, which fetches its tenancies'
+    # credentials and reports their usage (``GET .../credentials``, ``POST /usage``) and
+    # nothing else. Always narrowed to that one service.
+    SERVICE = "service"
+
+
+# The roles people hold: everything but a service's software, which cannot sign in to the pages.
+PEOPLE = tuple(role for role in Role if role is not Role.SERVICE)
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,28 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def check_scope(role: Role, council: str | None, service: str | None) -> None:
+    """Refuse a scope the role cannot have (``ValueError``, naming the option)."""
+    if role is Role.COUNCIL_ADMIN and council is None:
+        raise ValueError("council: a council-admin token needs --council, the council's GSS code")
+    if role is Role.SERVICE and service is None:
+        raise ValueError(
+            "service: a service token needs --service, the id of the shared service whose"
+            " software uses it (e.g. --service bin-collections)"
+        )
+    if role is Role.SERVICE and council is not None:
+        raise ValueError(
+            "council: a service token acts for its service in every tenancy of it;"
+            " leave out --council"
+        )
+
+
 async def create(
     conn: Connection, role: Role, council: str | None, service: str | None, label: str = ""
 ) -> tuple[str, Principal]:
-    if role is Role.COUNCIL_ADMIN and council is None:
-        raise ValueError("council: a council-admin token needs --council, the council's GSS code")
+    """A new token with this role and scope: the token itself (shown once, never stored) and
+    its principal. A service's token: ``create(conn, Role.SERVICE, None, "bin-collections")``."""
+    check_scope(role, council, service)
     token = PREFIX + secrets.token_urlsafe(32)
     token_id = str(uuid.uuid4())
     await conn.execute(

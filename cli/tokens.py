@@ -10,11 +10,11 @@ import httpx
 import typer
 from rich.table import Table
 
-from api.tokens import MIGRATIONS, Role, create, revoke
+from api.tokens import MIGRATIONS, Role, check_scope, create, revoke
 from cli.common import JsonFlag, fail, out, run, settings
 from cli.context import database
 from shared import audit, db
-from shared.identifiers import GssCode
+from shared.identifiers import GssCode, ServiceId
 
 tokens_app = typer.Typer(help="API tokens: made here, shown once, kept only as a hash.")
 
@@ -27,24 +27,41 @@ def register(app: typer.Typer) -> None:
 
 @tokens_app.command("create")
 def tokens_create(
-    role: Annotated[Role, typer.Option(help="operator, council-admin, finance or auditor.")],
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="operator, council-admin, finance, auditor, or service (a shared service's"
+            " software: its tenancies' credentials and usage, nothing else)."
+        ),
+    ],
     council: Annotated[
         str | None,
         typer.Option(help="GSS code: the council a council-admin acts for, or whose services."),
     ] = None,
-    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Only this service (a service token needs it).")
+    ] = None,
     label: Annotated[str, typer.Option(help="What the token is for, for the list.")] = "",
     as_json: JsonFlag = False,
 ) -> None:
     """Make a token; it is printed once and cannot be shown again."""
     config = settings()
-    if council is not None:
-        from pydantic import TypeAdapter, ValidationError
+    from pydantic import TypeAdapter, ValidationError
 
+    if council is not None:
         try:
             TypeAdapter(GssCode).validate_python(council)
         except ValidationError:
             raise fail(f"council: {council!r} is not a GSS code (e.g. E09000012)") from None
+    if service is not None:
+        try:
+            TypeAdapter(ServiceId).validate_python(service)
+        except ValidationError:
+            raise fail(f"service: {service!r} is not a service id (e.g. bin-collections)") from None
+    try:
+        check_scope(role, council, service)
+    except ValueError as error:
+        raise fail(str(error)) from None
 
     async def make() -> tuple[str, str]:
         async with database(config) as pool:

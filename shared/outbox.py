@@ -72,11 +72,23 @@ class Transaction:
 
 
 class UnitOfWork:
-    def __init__(self, pool: Pool, schema: str, publish: Publish, topic_prefix: str = "") -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        schema: str,
+        publish: Publish,
+        topic_prefix: str = "",
+        *,
+        ordered: bool = True,
+    ) -> None:
         self._pool = pool
         self._schema = quote_ident(schema)
         self._publish = publish
         self._topic_prefix = topic_prefix
+        # Emitted events are published in order, one after another. Events that need no order
+        # among themselves (usage reports, each counted on its own) may go all at once: the
+        # producer then sends them in a few requests rather than one round trip each.
+        self._ordered = ordered
         self.failpoint_prefix = schema
         # Published rows not yet marked; marked at once unless ``run_marks`` is running.
         self._unmarked: list[uuid.UUID] = []
@@ -122,15 +134,30 @@ class UnitOfWork:
     async def publish(self, rows: list[OutboxRow]) -> None:
         """Best effort: what cannot be published now stays in the outbox for the relay."""
         sent: list[uuid.UUID] = []
-        try:
-            for row in rows:
-                await self._publish(row.payload, topic=row.topic, key=row.key, headers=row.headers)
-                sent.append(row.id)
-        except Exception as error:  # the relay retries; the effects are already durable
-            log.warning("outbox publish deferred", error=str(error), pending=len(rows) - len(sent))
+        if not self._ordered and len(rows) > 1:
+            sent = await self._publish_all(rows)
+        else:
+            try:
+                for row in rows:
+                    await self._send(row)
+                    sent.append(row.id)
+            except Exception as error:  # the relay retries; the effects are already durable
+                log.warning(
+                    "outbox publish deferred", error=str(error), pending=len(rows) - len(sent)
+                )
         self._unmarked += sent
         if not self._marking_later:
             await self.mark_published()
+
+    async def _send(self, row: OutboxRow) -> None:
+        await self._publish(row.payload, topic=row.topic, key=row.key, headers=row.headers)
+
+    async def _publish_all(self, rows: list[OutboxRow]) -> list[uuid.UUID]:
+        outcomes = await asyncio.gather(*map(self._send, rows), return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            log.warning("outbox publish deferred", error=str(failed[0]), pending=len(failed))
+        return [row.id for row, o in zip(rows, outcomes, strict=True) if o is None]
 
     async def mark_published(self) -> None:
         """Mark the rows published so far; if that fails, the relay publishes them again."""

@@ -10,13 +10,13 @@ from pydantic import ValidationError
 from api.access import allow, may_register
 from api.platform import Platform, platform
 from api.problems import Problem, documented
-from api.tokens import Principal, Role
+from api.tokens import PEOPLE, Principal, Role
 from services.onboarding.repository import CatalogueRepository
 from shared import audit
 from shared.catalogue import ServiceManifest, describe_validation_error
 
 router = APIRouter(tags=["catalogue"])
-ANYONE = allow(*Role)
+ANYONE = allow(*PEOPLE)  # not a service's software: it has its own two endpoints
 
 
 def listing(deps: Platform, manifest: ServiceManifest) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from fastapi import Request, Response
 
 from api.platform import Platform, client_of
 from api.throttle import TooManyFailures
-from api.tokens import Principal, digest
+from api.tokens import Principal, Role, digest
 
 SESSION_COOKIE = "tenancy_session"
 CSRF_COOKIE = "tenancy_csrf"
@@ -73,9 +73,17 @@ async def visitor(request: Request, deps: Platform) -> Visitor:
             stale = principal is None
         except TooManyFailures:
             pass  # signed out for now, whether the token is right or not
+        if principal is not None and not is_person(principal):
+            principal, stale = None, True  # a service's software never signs in (see below)
     return Visitor(
         principal, seed, token if principal else None, new_seed=fresh, stale_session=stale
     )
+
+
+def is_person(principal: Principal) -> bool:
+    """Whether the token may sign in to the pages: a service token is its software's, which
+    has the API's two endpoints for it and no use for pages made for people."""
+    return principal.role is not Role.SERVICE
 
 
 def csrf_ok(request: Request, sent: object) -> bool:

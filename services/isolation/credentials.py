@@ -6,7 +6,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
-from services.isolation.repository import Ledger
+from services.isolation.repository import Ledger, LedgerEntry
 from shared import db
 from shared.identifiers import service_database_name
 
@@ -28,6 +28,15 @@ async def connection_string(
     server_dsn: str, platform_dsn: str, service_id: str, tenancy_id: str
 ) -> str:
     """The tenancy's own login, read from its service database's ledger."""
+    _, dsn = await tenant_login(server_dsn, platform_dsn, service_id, tenancy_id)
+    return dsn
+
+
+async def tenant_login(
+    server_dsn: str, platform_dsn: str, service_id: str, tenancy_id: str
+) -> tuple[LedgerEntry, str]:
+    """The tenancy's ledger entry (tier, database, schema, role, last rotation) and its
+    connection string; ``NoCredentials`` if it has no live login."""
     service_db = service_database_name(db.database_name(platform_dsn), service_id)
     try:
         conn = await db.connect(db.with_database(server_dsn, service_db))
@@ -41,4 +50,4 @@ async def connection_string(
         await conn.close()
     if entry is None or password is None:
         raise NoCredentials(f"no credentials for tenancy {tenancy_id} (not isolated, or removed)")
-    return tenant_dsn(server_dsn, entry.database, entry.role_name, password)
+    return entry, tenant_dsn(server_dsn, entry.database, entry.role_name, password)

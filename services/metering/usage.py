@@ -39,6 +39,12 @@ class Record(Protocol):
 class Rejection:
     reason: str  # a short code: malformed, negative_quantity, unknown_tenancy, ...
     message: str
+    # Each problem on its own, naming its field, when there are several (``message`` joins them).
+    problems: tuple[str, ...] = ()
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return self.problems or (self.message,)
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,8 @@ def parse(value: bytes | None, headers: Headers) -> Usage | Rejection:
             for e in error.errors()
         )
         reason = "negative_quantity" if negative else "malformed"
-        return Rejection(reason, "; ".join(describe_validation_error(error)))
+        problems = tuple(describe_validation_error(error))
+        return Rejection(reason, "; ".join(problems), problems)
     if event.time.tzinfo is None:
         return Rejection("malformed", "time: must carry a time zone, e.g. 2026-11-22T10:00:00Z")
     if event.time > datetime.now(UTC) + MAX_CLOCK_SKEW:

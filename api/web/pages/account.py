@@ -55,6 +55,13 @@ async def sign_in(request: Request) -> Response:
                 "The sign-in token was not recognised. Check you copied all of it, starting "
                 "with tny_, or ask for a new one",
             )
+        elif not session.is_person(principal):
+            principal = None
+            errors.add(
+                "token",
+                "This is a service token, for a shared service's software: it cannot sign in. "
+                "Sign in with your own token",
+            )
     if principal is None:
         # The token is never sent back into the page, not even to correct a typo.
         return ctx.render("sign_in.html", {"next": target, "errors": errors}, status_code=400)
