@@ -17,4 +17,5 @@ SCENARIOS: dict[str, str] = {
     "scale": "bench.scale",
     "isolation": "bench.isolation",
     "metering": "bench.metering",
+    "application": "bench.application",
 }

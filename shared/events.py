@@ -107,6 +107,11 @@ class Council(Contract):
     gss: GssCode
     name: str
     nation: str
+    slug: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        description="the council's short name as a URL segment, unique today (e.g. hackney)",
+    )
 
 
 # -- one model per event type ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from api.tokens import Role, authenticate, create
 from shared import db
 
 FILE_NAME = "dev-tokens.json"
+SERVICE_FILE_NAME = "service-tokens.json"
 DEFAULT_COUNCIL = "E09000022"  # London Borough of Lambeth
 LABEL = "make run (local development)"
 
@@ -40,24 +41,40 @@ def wanted(council: str) -> list[tuple[Role, str | None]]:
 
 async def ensure(database_url: str, folder: Path, council: str) -> list[DevToken]:
     """The development tokens, made only where the stored ones no longer work."""
-    path = folder / FILE_NAME
+    return await _ensure(
+        database_url, folder / FILE_NAME, [(r, c, None) for r, c in wanted(council)]
+    )
+
+
+async def service_token(database_url: str, folder: Path, service: str) -> str:
+    """The token the reference service runs with (role ``service``, for ``service`` alone): it
+    fetches its tenancies' logins with it. Made whatever the database, as the service cannot
+    run without one; kept like the others, and never written to stack.env."""
+    found = await _ensure(database_url, folder / SERVICE_FILE_NAME, [(Role.SERVICE, None, service)])
+    return found[0].token
+
+
+async def _ensure(
+    database_url: str, path: Path, wanted: list[tuple[Role, str | None, str | None]]
+) -> list[DevToken]:
     stored = _read(path)
     pool = await db.create_pool(database_url, max_size=1)
     try:
         async with pool.acquire() as conn:
             found = []
-            for role, scope in wanted(council):
-                token = stored.get(f"{role.value}:{scope or ''}")
+            for role, council, service in wanted:
+                key = f"{role.value}:{council or service or ''}"
+                token = stored.get(key)
                 principal = await authenticate(conn, token) if token else None
                 if token is None or principal is None or principal.role is not role:
-                    token, _ = await create(conn, role, scope, None, LABEL)
-                found.append(DevToken(role, scope, token))
+                    token, _ = await create(conn, role, council, service, LABEL)
+                found.append((key, DevToken(role, council, token)))
     finally:
         await pool.close()
-    kept = {f"{t.role.value}:{t.council or ''}": t.token for t in found}
+    kept = {key: t.token for key, t in found}
     if kept != stored:
         _write(path, kept)
-    return found
+    return [t for _, t in found]
 
 
 def _read(path: Path) -> dict[str, str]:

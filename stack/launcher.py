@@ -57,7 +57,10 @@ PLATFORM_DATABASE = "tenancy"
 # Tansu answers a JoinGroup after half the session timeout, and a worker joins its groups one
 # after another: 3 s makes each join take ~1.5 s instead of 5 s with the usual 10 s.
 DEFAULT_SESSION_TIMEOUT_MS = "3000"
-READY_MARKERS = ("worker ready", "api ready")
+# The reference shared service, built on the SDK: started once the API can hand it logins.
+REFERENCE_SERVICE = ("missed-bins", "reference.missed_bins", "bin-collections")
+DEFAULT_MISSED_BINS_PORT = 18090
+READY_MARKERS = ("worker ready", "api ready", "missed bins ready")
 READY_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 MAX_RESTARTS = 5
@@ -72,6 +75,7 @@ _COLOURS = {
     "isolation": "35",
     "branding": "33",
     "metering": "32",
+    "missed-bins": "34",
     "stack": "1;34",
 }
 _ERROR_COLOUR = "1;31"
@@ -401,6 +405,7 @@ class Stack:
             self._report_catalogue(self._catalogue)
             if addresses.postgres_embedded:
                 self._dev_tokens = self._make_dev_tokens(values["DATABASE_URL"])
+            self._start_reference_service(values)
         self._phase = Phase.RUNNING
         self._print_summary(addresses)
         if self.options.check:
@@ -473,10 +478,13 @@ class Stack:
         }
         values["API_URL"] = f"http://127.0.0.1:{values['API_PORT']}"
         if self.options.workers:
+            values["MISSED_BINS_PORT"] = str(self._missed_bins_port(int(values["API_PORT"])))
+            values["MISSED_BINS_URL"] = f"http://127.0.0.1:{values['MISSED_BINS_PORT']}"
+        if self.options.workers:
             # Each worker serves /livez, /readyz and /metrics on a port of its own; the API
             # serves them on API_URL. Only the URLs go here: a HEALTH_PORT in stack.env would
             # be every process's fallback, so each worker is given its own in its environment.
-            taken = {int(values["API_PORT"])}
+            taken = {int(values["API_PORT"]), int(values["MISSED_BINS_PORT"])}
             for name in WORKERS:
                 # A released port can come back from the kernel at once: never hand out one twice.
                 while (port := free_port()) in taken:
@@ -493,6 +501,14 @@ class Stack:
             return free_port(port, strict=strict)
         except PortUnavailableError as error:
             raise StackError(f"the API cannot listen: {error}") from None
+
+    def _missed_bins_port(self, api_port: int) -> int:
+        port, strict = _port_from_env("TENANCY_MISSED_BINS_PORT", DEFAULT_MISSED_BINS_PORT)
+        try:
+            found = free_port(port, strict=strict)
+            return found if found != api_port else free_port()
+        except PortUnavailableError as error:
+            raise StackError(f"the reference service cannot listen: {error}") from None
 
     def _write_env_file(self, values: Mapping[str, str]) -> None:
         content = render_env_file(values)
@@ -541,9 +557,39 @@ class Stack:
         self.console.say(f"starting workers and the API: {', '.join(PROCESSES)}")
         for worker in self._workers:
             worker.start()
+        self._wait_ready(self._workers)
+
+    def _start_reference_service(self, values: Mapping[str, str]) -> None:
+        """Report a missed bin, on the SDK alone: it asks the API for its tenancies' logins
+        with a service token of its own, so it starts once the API is ready."""
+        name, module, service = REFERENCE_SERVICE
+        try:
+            token = asyncio.run(
+                asyncio.wait_for(
+                    dev_tokens.service_token(values["DATABASE_URL"], self.state, service),
+                    SERVER_TIMEOUT,
+                )
+            )
+        except Exception as error:
+            raise StackError(f"no service token for {name}: {error!r}") from None
+        env = {
+            **self._worker_env(values),
+            "TENANCY_SERVICE_ID": service,
+            "TENANCY_API_URL": values["API_URL"],
+            "TENANCY_SERVICE_TOKEN": token,
+            "TENANCY_STATE_FILE": str(self.state / name / "directory.json"),
+        }
+        env.pop("HEALTH_PORT", None)
+        reference = WorkerProcess(name, env, self.console, module)
+        self.console.say(f"starting the reference service: {name}")
+        reference.start()
+        self._workers.append(reference)
+        self._wait_ready([reference])
+
+    def _wait_ready(self, workers: list[WorkerProcess]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        while not all(w.ready.is_set() for w in self._workers):
-            for worker in self._workers:
+        while not all(w.ready.is_set() for w in workers):
+            for worker in workers:
                 code = worker.exit_code()
                 if code is not None and not worker.ready.is_set():
                     worker.drain_output()
@@ -552,7 +598,7 @@ class Stack:
                         f"its last lines:\n{worker.last_lines()}"
                     )
             if time.monotonic() > deadline:
-                late = [w for w in self._workers if not w.ready.is_set()]
+                late = [w for w in workers if not w.ready.is_set()]
                 details = "\n".join(f"{w.name}:\n{w.last_lines()}" for w in late)
                 raise StackError(
                     f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(w.name for w in late)}; "
@@ -647,6 +693,14 @@ class Stack:
             api = self._values["API_URL"]
             rows.append(("Web", f"{api}/  (open it in a browser: find a service and join it)"))
             rows.append(("API", f"{api}  (OpenAPI: {api}/docs, tokens: tenancy tokens create)"))
+            bins = self._values["MISSED_BINS_URL"]
+            rows.append(
+                (
+                    "Missed bins",
+                    f"{bins}/  (the reference service: each council that joins"
+                    " bin-collections gets its pages)",
+                )
+            )
             for found in self._dev_tokens:
                 who = found.role.value + (f" for {found.council}" if found.council else "")
                 rows.append(("Sign in", f"{found.token}  ({who}, local only)"))
@@ -692,6 +746,8 @@ class Stack:
             "tenancy onboard --council E09000012 --service bin-collections",
             "tenancy status <id> --wait 30",
         ]
+        if self.options.workers:
+            steps.append(f"open {self._values['MISSED_BINS_URL']}/hackney/    # once it is active")
         return steps
 
     # -- stopping -----------------------------------------------------------------------------

@@ -16,12 +16,11 @@ from starlette.exceptions import HTTPException
 from api.problems import on_http as as_problem
 from api.web.pages import ROUTERS
 from api.web.routing import not_found
+from shared import govuk_frontend
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 HERE = Path(__file__).parent
-# Installed by `make install` (npm ci, from package-lock.json), never committed.
-GOVUK_FRONTEND = HERE / "node_modules" / "govuk-frontend" / "dist" / "govuk"
 
 
 def install(app: FastAPI, api_roots: frozenset[str]) -> None:
@@ -39,15 +38,5 @@ def install(app: FastAPI, api_roots: frozenset[str]) -> None:
         return await not_found(request, error)
 
     app.add_exception_handler(HTTPException, on_http)
-    if not GOVUK_FRONTEND.is_dir():
-        log.warning("GOV.UK Frontend is not installed; pages are unstyled", run="make install")
-    # GOV.UK Frontend's stylesheet refers to its images as /assets/...
-    app.mount(
-        "/assets",
-        StaticFiles(directory=GOVUK_FRONTEND / "assets", check_dir=False),
-        name="govuk-assets",
-    )
-    app.mount(
-        "/frontend", StaticFiles(directory=GOVUK_FRONTEND, check_dir=False), name="govuk-frontend"
-    )
+    govuk_frontend.mount(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")

@@ -20,6 +20,7 @@ class CouncilRecord:
     register_code: str
     name: str
     gss: str
+    slug: str  # the council's short name as a URL segment: "hackney", "the-vale-of-glamorgan"
     nation: str
     kind: str
     start: date | None
@@ -42,6 +43,12 @@ class ReferenceDataMissing(FileNotFoundError):
             f"(mySociety, CC BY 4.0) from {SOURCE_URL} (data/uk_local_authorities.csv) and point "
             "COUNCILS_CSV at it, e.g. COUNCILS_CSV=/path/to/uk_local_authorities.csv"
         )
+
+
+def slug_of(nice_name: str) -> str:
+    """``The Vale of Glamorgan`` -> ``the-vale-of-glamorgan``: unique among today's councils
+    (a test holds the register to it), so a shared service can address each by it."""
+    return re.sub(r"[^a-z0-9]+", "-", nice_name.lower()).strip("-")
 
 
 def _date(value: str) -> date | None:
@@ -68,6 +75,7 @@ class CouncilRegister:
                     register_code=row["local-authority-code"],
                     name=row["official-name"],
                     gss=row["gss-code"],
+                    slug=slug_of(row["nice-name"]),
                     nation=row["nation"],
                     kind=row["local-authority-type-name"],
                     start=_date(row["start-date"]),

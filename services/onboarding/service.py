@@ -174,7 +174,9 @@ def _emit_registered(
     purchase_order: str | None,
 ) -> None:
     data = TenancyRegisteredData(
-        council=Council(gss=council.gss, name=council.name, nation=council.nation),
+        council=Council(
+            gss=council.gss, name=council.name, nation=council.nation, slug=council.slug or None
+        ),
         service=manifest,
         brand=brand or default_brand(council),
         purchase_order=purchase_order,

@@ -1,0 +1,1 @@
+"""Reference shared services: built on :mod:`tenancy_sdk` alone, as a service team would."""
