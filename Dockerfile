@@ -30,6 +30,8 @@ COPY services ./services
 COPY cli ./cli
 COPY stack ./stack
 COPY api ./api
+COPY tenancy_sdk ./tenancy_sdk
+COPY reference ./reference
 # Where api/web looks for them; installed with the package as its data.
 COPY --from=web /web/node_modules/govuk-frontend/dist ./api/web/node_modules/govuk-frontend/dist
 # Runtime dependencies only (no [dev] extra). The cache mount keeps rebuilds after a code change fast.

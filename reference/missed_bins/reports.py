@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from shared.db import Connection
 from tenancy_sdk import record_usage
@@ -23,6 +24,7 @@ CONTAINERS = {
 ADDRESS_MAX = 200
 DETAILS_MAX = 500
 METER = "missed_bin_reports"
+LONDON = ZoneInfo("Europe/London")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class Report:
     container: str
     details: str
     reported_at: datetime
+
+    @property
+    def reported_in_london(self) -> str:
+        return self.reported_at.astimezone(LONDON).strftime("%-d %B %Y at %H:%M")
 
     @property
     def container_name(self) -> str:
