@@ -40,7 +40,7 @@ from bench.common import (
 from shared import db
 from shared.identifiers import quote_ident, quote_literal
 from tenancy_sdk import Council, Credentials, Isolation, SdkSettings, Tenancy, TenancyClient
-from tenancy_sdk.snapshot import NoSnapshots
+from tenancy_sdk.snapshot import Snapshot
 
 NAME = "application"
 DESCRIPTION = "a service's request: resolve the tenancy and take its connection vs a fixed one"
@@ -72,6 +72,19 @@ class Logins:
 
     async def fetch(self, tenancy_id: str) -> Credentials:
         return self.logins[tenancy_id]
+
+
+class Restored:
+    """The snapshot store: the run's tenancies, as if the service had known them before."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def load(self) -> Snapshot | None:
+        return self.snapshot
+
+    def save(self, snapshot: Snapshot) -> None:
+        return None
 
 
 def run(options: Options) -> dict[str, Any]:
@@ -116,10 +129,9 @@ async def _measure(plan: Plan, server: str, bootstrap: str, root: Path) -> dict[
     facts = await server_facts(server)
     tenancies, logins = await _tenancies(server, plan.tenancies)
     settings = SdkSettings(_env_file=None, tenancy_service_id=SERVICE, themes_dir=root)  # type: ignore[call-arg]
-    client = TenancyClient(settings, credentials=Logins(logins), snapshots=NoSnapshots())
-    for tenancy in tenancies:
-        client.directory._all[tenancy.id] = tenancy
-    client.directory._reindex()
+    # The directory as a restart would find it: the tenancies, already provisioned.
+    restored = Restored(Snapshot(tenancies=tenancies))
+    client = TenancyClient(settings, credentials=Logins(logins), snapshots=restored)
     paths = [f"/{t.council.slug}/report" for t in tenancies if t.council]
     fixed = await asyncpg.connect(logins[tenancies[0].id].dsn)
 

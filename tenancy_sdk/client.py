@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
@@ -190,10 +190,3 @@ class TenancyClient:
         if self._relay is None:
             raise RuntimeError("the client is not started")
         return await self._relay.send(tenancy)
-
-
-@contextlib.asynccontextmanager
-async def connected(settings: SdkSettings, **options: object) -> AsyncIterator[TenancyClient]:
-    client = TenancyClient(settings, **options)  # type: ignore[arg-type]
-    async with client:
-        yield client

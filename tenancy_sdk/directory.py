@@ -8,6 +8,7 @@ is served follows from the facts it has, not from the order they came in.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -112,7 +113,7 @@ LIFECYCLE_EVENTS: tuple[type[CloudEvent], ...] = (
 class Directory:
     """Tenancies of one service by id, council slug and verified domain."""
 
-    def __init__(self, service_id: str, tenancies: list[Tenancy] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, service_id: str, tenancies: Iterable[Tenancy] = ()) -> None:
         self.service_id = service_id
         self._all: dict[str, Tenancy] = {t.id: t for t in tenancies}
         self._by_slug: dict[str, Tenancy] = {}

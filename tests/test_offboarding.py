@@ -49,6 +49,8 @@ BINS = {
     "garden_waste_subscriptions": [
         {"uprn": 100061234567, "bins": 2, "starts_on": date(2026, 4, 1)},
     ],
+    # The SDK's usage outbox is one of the council's tables: a row not yet sent leaves with it.
+    "tenancy_usage_outbox": [{"id": "missed-bin-report-1", "meter": "missed_bin_reports"}],
 }
 PERMITS = {
     "permits": [
