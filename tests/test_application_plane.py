@@ -40,31 +40,26 @@ from tenancy_sdk.lifecycle import SAVE_EVERY_SECONDS
 from tenancy_sdk.usage import usage_event
 from tests.conftest import Servers, new_slice
 from tests.harness import (
+    WORKERS,
     Client,
     Slice,
     WorkerProcess,
     cli,
-    in_process_workers,
     load_example_catalogue,
     offboard,
 )
 from tests.test_web_browser import CHROMIUM, Visit, browser  # noqa: F401 (a fixture)
+from tests.verified_domains import HACKNEY_DOMAIN
 
 T = TypeVar("T")
 HACKNEY, LAMBETH, ISLINGTON = "E09000012", "E09000022", "E09000019"
 HACKNEY_GREEN, LAMBETH_RED = "#00664F", "#A4123F"
-HACKNEY_DOMAIN = "bins.hackney.gov.uk"
-
-
-async def verified(domain: str, record: str, value: str) -> bool:
-    """The DOMAIN_CHECK of this module's branding worker: Hackney has published its record."""
-    return domain == HACKNEY_DOMAIN
 
 
 @dataclass
 class PlaneSlice(Slice):
     def env(self) -> dict[str, str]:
-        return {**super().env(), "DOMAIN_CHECK": f"{__name__}:verified"}
+        return {**super().env(), "DOMAIN_CHECK": "tests.verified_domains:verified"}
 
 
 @dataclass
@@ -104,8 +99,16 @@ async def plane(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> A
     slice_ = PlaneSlice(base.server_dsn, base.bootstrap, base.root)
     await db.ensure_database(slice_.database_url)
     async with contextlib.AsyncExitStack() as stack:
-        workers = await stack.enter_async_context(in_process_workers(slice_))
-        pool = workers["onboarding"].pool
+        # Processes, not in-process workers: each sets up and shuts down tracing of its own,
+        # which in this process belongs to the session's platform.
+        workers = [WorkerProcess(name, slice_) for name in WORKERS]
+        for worker in workers:
+            worker.start()
+            stack.callback(worker.stop)
+        for worker in workers:
+            await asyncio.to_thread(worker.wait_ready)
+        pool = await db.create_pool(slice_.database_url, max_size=4)
+        stack.push_async_callback(pool.close)
         await load_example_catalogue(pool)
         client = await stack.enter_async_context(Client(slice_, pool))
         port = free_port()
