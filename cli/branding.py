@@ -12,7 +12,7 @@ from rich.table import Table
 from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, poll, run, settings
 from cli.context import database, request
 from cli.settings import CliSettings
-from services.branding.app import MIGRATIONS as BRANDING_MIGRATIONS
+from services.branding import MIGRATIONS as BRANDING_MIGRATIONS
 from services.branding.brand_file import BrandFileError, load_brand_file
 from services.branding.preview import render_preview
 from services.branding.repository import BrandVersions, Request, Requests, Version

@@ -17,7 +17,7 @@ from cli.common import JsonFlag, err, fail, parse_tenancy_id, poll, run, setting
 from cli.context import database, request, tenant_databases
 from cli.migrations import NotFound
 from cli.settings import CliSettings
-from services.isolation.app import MIGRATIONS
+from services.isolation import MIGRATIONS
 from services.isolation.credentials import NoCredentials, connection_string
 from services.isolation.rotation import last_rotated
 from shared import db

@@ -17,10 +17,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from faststream.kafka import KafkaBroker
 from rich.table import Table
 
 from cli.common import JsonFlag, fail, out, run, settings
@@ -28,8 +27,11 @@ from cli.context import Unreachable, database
 from cli.settings import CliSettings
 from shared import audit, db
 from shared.cloudevents import CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, is_binary
+from shared.dead_letter_headers import DeadLetterHeaders
 from shared.identifiers import quote_ident
-from shared.messaging import DeadLetterHeaders, create_broker
+
+if TYPE_CHECKING:
+    from faststream.kafka import KafkaBroker
 
 WORKERS = ("onboarding", "isolation", "branding", "metering")
 # Headers DeadLetters.record_raw adds on the dlq.<worker> topic. The table keeps the record's own
@@ -293,6 +295,8 @@ def replay(
             async with pool.acquire() as conn:
                 for name in await existing(conn, chosen.workers, "dead_letters"):
                     await conn.execute(replays_ddl(name))
+            from shared.messaging import create_broker  # only to replay (see cli.context)
+
             broker = create_broker(config, client_id="tenancy-cli")
             try:
                 await asyncio.wait_for(broker.start(), config.broker_connect_timeout_seconds)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cli.common import JsonFlag, err, fail, out, parse_tenancy_id, poll, run, settings
 from cli.context import database, request
-from services.metering.app import MIGRATIONS as METERING_MIGRATIONS
+from services.metering import MIGRATIONS as METERING_MIGRATIONS
 from services.metering.periods import Period
 from services.metering.pricing import format_pounds
 from services.metering.repository import Billing, usage_of

@@ -21,7 +21,7 @@ from rich.table import Table
 from cli.common import JsonFlag, err, fail, out, run, settings
 from cli.context import database, request, tenant_databases
 from cli.settings import CliSettings
-from services.isolation.app import MIGRATIONS as ISOLATION_MIGRATIONS
+from services.isolation import MIGRATIONS as ISOLATION_MIGRATIONS
 from services.isolation.rollout import versions
 from services.onboarding.repository import CatalogueRepository
 from shared import db

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,75 +23,28 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream import BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from shared import metrics
 from shared.catalogue import describe_validation_error
 from shared.cloudevents import STRUCTURED_CONTENT_TYPE, is_structured
 from shared.commits import OffsetCommits
+from shared.dead_letter_headers import DeadLetterHeaders as DeadLetterHeaders
 from shared.identifiers import quote_ident
 from shared.logging import get_logger
+from shared.outages import OUTAGE_ERRORS as OUTAGE_ERRORS
+from shared.outages import PERMANENT_ERRORS as PERMANENT_ERRORS
+from shared.outages import PermanentError as PermanentError
+from shared.outages import is_outage as is_outage
 from shared.settings import CommonSettings
 from shared.tracing import continued_from, current_trace_id, tracer
 
 log = get_logger(__name__)
-
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    socket.gaierror,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    asyncio.TimeoutError,
-)
-
-
-_NETWORK_ERRNOS = frozenset(
-    {
-        errno.ECONNREFUSED,
-        errno.ECONNRESET,
-        errno.ECONNABORTED,
-        errno.EHOSTUNREACH,
-        errno.ENETUNREACH,
-        errno.ETIMEDOUT,
-        errno.EPIPE,
-    }
-)
-
-
-def is_outage(error: BaseException) -> bool:
-    """The database or broker is unreachable: wait and retry, never dead-letter.
-
-    Other OS errors (a full disk, a missing folder) are not outages: retrying would hide them.
-    """
-    if isinstance(error, OUTAGE_ERRORS):
-        return True
-    # asyncpg reports a refused connection to a host with several addresses as a bare OSError.
-    return isinstance(error, OSError) and (
-        error.errno in _NETWORK_ERRNOS or str(error).startswith("Multiple exceptions")
-    )
-
-
-class PermanentError(Exception):
-    """An event this worker can never process; retrying would only repeat the failure."""
-
-
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    ValidationError,
-    json.JSONDecodeError,
-    UnicodeDecodeError,
-    PermanentError,
-)
 
 DeadLetterHook = Callable[[dict[str, Any], str], Awaitable[None]]
 
@@ -183,39 +134,6 @@ async def envelope_of(msg: StreamMessage[Any]) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-class DeadLetterHeaders(BaseModel):
-    """What a worker adds to a dead letter's own headers on its ``dlq.<worker>`` topic: where the
-    record came from and why it was refused. Header values are text."""
-
-    model_config = ConfigDict(frozen=True)
-
-    dead_letter_id: str = Field(
-        serialization_alias="x-dead-letter-id",
-        description="the dead letter's id, as `tenancy dlq list` shows it",
-    )
-    worker: str = Field(
-        serialization_alias="x-dead-letter-worker", description="the worker that refused it"
-    )
-    original_topic: str = Field(
-        serialization_alias="x-original-topic", description="where it was read"
-    )
-    original_partition: str = Field(serialization_alias="x-original-partition")
-    original_offset: str = Field(serialization_alias="x-original-offset")
-    error_type: str = Field(
-        serialization_alias="x-error-type",
-        description="a reason code (unknown_meter, malformed, ...) or the error's class",
-    )
-    error: str = Field(
-        serialization_alias="x-error",
-        max_length=1000,
-        description="what is wrong, naming the field and the rule",
-    )
-
-    @classmethod
-    def names(cls) -> frozenset[str]:
-        return frozenset(str(field.serialization_alias) for field in cls.model_fields.values())
 
 
 def _storable(text: str) -> str:

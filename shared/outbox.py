@@ -128,7 +128,11 @@ class UnitOfWork:
                     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
                     [(r.id, r.topic, r.key, r.payload, r.headers, caused_by) for r in tx.emitted],
                 )
-        failpoint(f"{self.failpoint_prefix}.after-commit")
+        if consuming is not None:
+            # After handling an event, before its results are published or its offset
+            # committed; not in a background loop's own transaction (the re-drive's), which
+            # would fire before the worker has consumed anything.
+            failpoint(f"{self.failpoint_prefix}.after-commit")
         await self.publish(tx.emitted + tx.replayed)
 
     async def publish(self, rows: list[OutboxRow]) -> None:

@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
@@ -241,28 +242,24 @@ def subscriptions(slice_: Slice) -> dict[str, str]:
 async def drained(slice_: Slice, wait_seconds: float = 20.0) -> None:
     """Wait until every consumer group of the slice has committed up to the end of its topic:
     every event published so far has been handled, and its effects are durable."""
-    groups = subscriptions(slice_)
-    # One non-joining consumer per group reads its committed offsets (Tansu does not answer
-    # the admin client's all-topics OffsetFetch).
-    consumers = {
-        group: AIOKafkaConsumer(
-            bootstrap_servers=slice_.bootstrap, group_id=group, enable_auto_commit=False
-        )
-        for group in groups
-    }
-    for consumer in consumers.values():
-        await consumer.start()
+    groups = {group: partitions(topic) for group, topic in subscriptions(slice_).items()}
+    # One OffsetFetch per group, naming its partitions (Tansu does not answer the all-topics
+    # form), and the ends of every topic at once: one client each, not one per group.
+    ends_of = AIOKafkaConsumer(bootstrap_servers=slice_.bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=slice_.bootstrap)
+    await ends_of.start()
     try:
+        await admin.start()
         deadline = time.monotonic() + wait_seconds
         while True:
+            ends = await ends_of.end_offsets([tp for tps in groups.values() for tp in tps])
             behind = []
-            for group, consumer in consumers.items():
-                topic = groups[group]
-                tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-                ends = await consumer.end_offsets(tps)
+            for group, tps in groups.items():
+                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
                 for tp in tps:
-                    done = await consumer.committed(tp)
-                    if ends[tp] > 0 and (done is None or done < ends[tp]):
+                    # -1 or missing: the group has committed nothing on that partition yet.
+                    done = committed[tp].offset if tp in committed else -1
+                    if ends[tp] > 0 and done < ends[tp]:
                         behind.append((group, tp.partition, done, ends[tp]))
             if not behind:
                 return
@@ -270,8 +267,12 @@ async def drained(slice_: Slice, wait_seconds: float = 20.0) -> None:
                 raise AssertionError(f"consumers still behind: {behind}")
             await asyncio.sleep(0.1)
     finally:
-        for consumer in consumers.values():
-            await consumer.stop()
+        await admin.close()
+        await ends_of.stop()
+
+
+def partitions(topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in range(PARTITIONS)]
 
 
 class WorkerProcess:
@@ -313,12 +314,7 @@ class WorkerProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_all([self])
 
     def wait_exit(self, timeout: float) -> int:
         assert self.proc is not None
@@ -335,6 +331,22 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def stop_all(processes: Iterable[WorkerProcess], wait_seconds: float = 15.0) -> None:
+    """Stop processes as ``kill -TERM`` would, all of them signalled before any is waited for:
+    each shuts down (commits, leaves its groups) at the same time as the others."""
+    running = [p for p in processes if p.proc is not None and p.proc.poll() is None]
+    for process in running:
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + wait_seconds
+    for process in running:
+        assert process.proc is not None
+        try:
+            process.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 async def cli(
@@ -367,7 +379,7 @@ async def _all_records(slice_: Slice, topic: Topic) -> list[ConsumerRecord[bytes
     consumer = AIOKafkaConsumer(bootstrap_servers=slice_.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(slice_.topic(topic), p) for p in range(PARTITIONS)]
+        tps = partitions(slice_.topic(topic))
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

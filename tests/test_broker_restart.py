@@ -16,7 +16,7 @@ from shared.kafka_admin import ensure_topics
 from shared.topics import PARTITIONS, Topic
 from stack.broker import EmbeddedBroker
 from tests.conftest import Servers
-from tests.harness import WORKERS, Client, Slice, WorkerProcess, load_example_catalogue
+from tests.harness import WORKERS, Client, Slice, WorkerProcess, load_example_catalogue, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -82,8 +82,7 @@ async def test_twenty_onboardings_survive_the_broker_restarting_empty(
                 assert found["state"] == "active", (found["reason"], found["steps"])
             await assert_once_each(client, slice_, tenancies)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
         await pool.close()
 
 

@@ -18,6 +18,7 @@ from tests.harness import (
     WorkerProcess,
     drained,
     load_example_catalogue,
+    stop_all,
 )
 
 pytestmark = pytest.mark.slow
@@ -27,8 +28,7 @@ pytestmark = pytest.mark.slow
 def processes(crash_slice: Slice) -> Iterator[dict[str, WorkerProcess]]:
     procs = {name: WorkerProcess(name, crash_slice) for name in WORKERS}
     yield procs
-    for proc in procs.values():
-        proc.stop()
+    stop_all(procs.values())
 
 
 async def start_all(

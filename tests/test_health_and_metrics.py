@@ -19,7 +19,7 @@ from shared.topics import Topic
 from stack.ports import free_port
 from stack.postgres import EmbeddedPostgres
 from tests.conftest import Api, Servers
-from tests.harness import WORKERS, Client, Slice, WorkerProcess, load_example_catalogue
+from tests.harness import WORKERS, Client, Slice, WorkerProcess, load_example_catalogue, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +47,7 @@ def processes(crash_slice: Slice) -> Iterator[dict[str, WorkerProcess]]:
         for name, port in zip(WORKERS, ports, strict=True)
     }
     yield procs
-    for proc in procs.values():
-        proc.stop()
+    stop_all(procs.values())
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 from faststream import FastStream
 
+from services.branding import MIGRATIONS as MIGRATIONS
 from services.branding import handlers
 from services.branding.domains import DomainCheck, load_check
 from services.branding.repository import Requests
@@ -16,8 +16,6 @@ from shared.assets import AssetStore
 from shared.events import BrandChangeRequested, BrandRollbackRequested
 from shared.messaging import DeadLetterHook
 from shared.worker import Worker, build_worker, create_app, fail_step_on_dead_letter
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(

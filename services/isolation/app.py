@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from faststream import FastStream
 
+from services.isolation import MIGRATIONS as MIGRATIONS
 from services.isolation import handlers
 from services.isolation.databases import ServiceDatabases
 from services.isolation.settings import IsolationSettings
 from shared.db import database_name
 from shared.worker import Worker, build_worker, create_app, fail_step_on_dead_letter
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(settings: IsolationSettings | None = None) -> Worker:

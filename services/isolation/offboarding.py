@@ -33,7 +33,7 @@ from shared.db import Connection
 from shared.events import IsolationRemovedData
 from shared.identifiers import quote_ident, tenant_object_name
 from shared.logging import get_logger
-from shared.messaging import PermanentError
+from shared.outages import PermanentError
 
 log = get_logger(__name__)
 

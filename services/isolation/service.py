@@ -26,7 +26,7 @@ from services.isolation.repository import Ledger, Migrations
 from shared.catalogue import IsolationTier, Migration, ServiceManifest
 from shared.db import Connection
 from shared.events import IsolationReadyData
-from shared.messaging import is_outage
+from shared.outages import is_outage
 
 
 class IsolationFailed(Exception):

@@ -1,16 +1,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from faststream import FastStream
 
+from services.metering import MIGRATIONS as MIGRATIONS
 from services.metering import handlers
 from services.metering.schedule import run_schedule
 from services.metering.settings import MeteringSettings
 from shared.worker import Worker, build_worker, create_app, fail_step_on_dead_letter
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(settings: MeteringSettings | None = None) -> Worker:

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from faststream import FastStream
 
+from services.onboarding import MIGRATIONS as MIGRATIONS
 from services.onboarding import handlers, service
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.redrive import run_redrive
@@ -14,8 +14,6 @@ from shared import audit, metrics
 from shared.health import CHECK_TIMEOUT
 from shared.messaging import DeadLetterHook
 from shared.worker import Worker, build_worker, create_app
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(settings: OnboardingSettings | None = None) -> Worker:
