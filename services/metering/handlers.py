@@ -76,26 +76,35 @@ def register(worker: Worker, settings: MeteringSettings) -> None:
 
 async def count_batch(worker: Worker, records: list[Any]) -> None:
     """Count a batch in one transaction. If the batch as a whole cannot be written (not an
-    outage: say a quantity too large for the database), each record is tried on its own and
-    only the ones that still fail are dead-lettered."""
+    outage: say a quantity too large for the database), it is halved and each half counted on
+    its own, again and again, so only the records that still fail alone are dead-lettered,
+    after a few transactions rather than one per record."""
     try:
         rejected = await _count(worker, records)
     except Exception as error:
         if is_outage(error) or len(records) == 1:
             raise
-        log.warning("batch failed; counting its records one by one", error=str(error))
-        rejected = []
-        for record in records:
-            try:
-                rejected += await _count(worker, [record])
-            except Exception as single:
-                if is_outage(single):
-                    raise
-                rejected.append(
-                    (record, Rejection("unprocessable", f"{type(single).__name__}: {single}"))
-                )
+        log.warning("batch failed; counting it in halves", error=str(error))
+        rejected = await _count_in_halves(worker, records)
     for record, rejection in rejected:
         await worker.dead_letters.record_raw(record, rejection.reason, rejection.message)
+
+
+async def _count_in_halves(worker: Worker, records: list[Any]) -> list[tuple[Any, Rejection]]:
+    rejected: list[tuple[Any, Rejection]] = []
+    middle = len(records) // 2
+    for half in (records[:middle], records[middle:]):
+        try:
+            rejected += await _count(worker, half)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            if len(half) > 1:
+                rejected += await _count_in_halves(worker, half)
+            else:
+                problem = Rejection("unprocessable", f"{type(error).__name__}: {error}")
+                rejected.append((half[0], problem))
+    return rejected
 
 
 async def _count(worker: Worker, records: list[Any]) -> list[tuple[Any, Rejection]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Self
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,12 @@ LONDON = ZoneInfo("Europe/London")
 MIN_YEAR = 1000
 MAX_YEAR = 9999
 FIRST_MONTH_OF_FINANCIAL_YEAR = 4
+
+# Since 1900 Europe/London has changed its offset only by whole hours and only on the hour
+# (UTC), so local midnight, where a period starts, is always on the hour too: every instant of
+# one UTC hour lies in the same periods. Earlier, London kept its local mean time.
+_HOURLY_SINCE = datetime(1900, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
 
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _FINANCIAL_YEAR = re.compile(r"FY([0-9]{4})-([0-9]{2})")
@@ -66,6 +73,15 @@ class Period:
             return cls(kind, local.year, local.month)
         starts_in = local.year if local.month >= FIRST_MONTH_OF_FINANCIAL_YEAR else local.year - 1
         return cls(kind, starts_in)
+
+    def of_month(self, kind: PeriodKind) -> Period:
+        """The period of ``kind`` that this calendar month falls in."""
+        assert self.month is not None, "a financial year is not a month"
+        if kind is PeriodKind.MONTH:
+            return self
+        return Period(
+            kind, self.year if self.month >= FIRST_MONTH_OF_FINANCIAL_YEAR else self.year - 1
+        )
 
     def __str__(self) -> str:
         if self.month is None:
@@ -115,6 +131,20 @@ class Period:
 
     def contains(self, instant: datetime) -> bool:
         return self.start <= _aware(instant) < self.end
+
+
+def period_of(kind: PeriodKind, instant: datetime) -> str:
+    """``str(Period.containing(kind, instant))``, worked out once per hour of time: counting
+    asks it of every event, and the time-zone conversion is most of what it costs."""
+    hour = (_aware(instant) - _HOURLY_SINCE) // _HOUR
+    if hour < 0:
+        return str(Period.containing(kind, instant))
+    return _period_of_hour(kind, hour)
+
+
+@lru_cache(maxsize=4096)
+def _period_of_hour(kind: PeriodKind, hour: int) -> str:
+    return str(Period.containing(kind, _HOURLY_SINCE + hour * _HOUR))
 
 
 def _aware(instant: datetime) -> datetime:

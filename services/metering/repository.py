@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.metering.usage import Delta, TenancyMeters, Usage, value_of
+import msgspec
+
+from services.metering.usage import TenancyMeters, Usage, value_of
 from shared.catalogue import Aggregation, Meter, PeriodKind, ServiceManifest
 from shared.db import Connection
 from shared.events import Council
+
+
+async def lock_services_of(conn: Connection, tenancy_ids: Sequence[str]) -> None:
+    """The shared lock of every service these tenancies belong to, as counting takes it: one
+    statement, in the same order as :func:`lock_services`."""
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock_shared(hashtext('metering:' || s.service_id)))"
+        ' FROM (SELECT DISTINCT service_id COLLATE "C" AS service_id FROM metering.tenancies'
+        '   WHERE tenancy_id = ANY($1::uuid[]) ORDER BY service_id COLLATE "C" OFFSET 0) s',
+        tenancy_ids,
+    )
 
 
 async def lock_services(conn: Connection, service_ids: list[str], *, exclusive: bool) -> None:
@@ -93,82 +107,110 @@ class Meters:
         return found
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What the ledger made of a batch: how many events were new, and for each repeat (its
+    index in the batch) the digest it was counted with before, or None when another
+    transaction counted it meanwhile (and :meth:`UsageLedger.digests` tells it)."""
+
+    new: int
+    repeats: list[tuple[int, str | None]]
+
+
+# One statement per chunk of a batch: the events it names, each recorded as seen unless it
+# was before; the new ones, as the insert returns them, summed per (tenancy, meter, month) into
+# one upsert, their values added for the unique counts, the billed periods they reach marked
+# for an adjustment; and the repeats returned, with the digest each was first counted with
+# (the statement reads the table as it was before its insert). Totals are written in key
+# order, so two transactions sharing totals never wait for each other in a cycle.
+_COUNT = """
+WITH batch AS (
+    SELECT e->>0 AS source, e->>1 AS id, e->>2 AS digest, (e->>3)::uuid AS tenancy_id,
+        e->>4 AS meter_key, e->>5 AS month, (e->>6)::numeric AS quantity, e->>7 AS value, ord
+    FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS b(e, ord)
+), added AS (
+    INSERT INTO metering.usage_events
+        (source, id, payload_sha256, tenancy_id, meter_key, month, quantity, value)
+    SELECT source, id, digest, tenancy_id, meter_key, month, quantity, value FROM batch
+    ON CONFLICT (source, id) DO NOTHING
+    RETURNING source, id, tenancy_id, meter_key, month, quantity, value
+), totals AS (
+    INSERT INTO metering.usage_totals AS t (tenancy_id, meter_key, month, events, total, peak)
+    SELECT tenancy_id, meter_key, month, count(*), sum(quantity), max(quantity) FROM added
+    GROUP BY tenancy_id, meter_key, month ORDER BY tenancy_id, meter_key, month
+    ON CONFLICT (tenancy_id, meter_key, month) DO UPDATE SET
+        events = t.events + EXCLUDED.events, total = t.total + EXCLUDED.total,
+        peak = GREATEST(t.peak, EXCLUDED.peak)
+), uniques AS (
+    INSERT INTO metering.unique_values (tenancy_id, meter_key, month, value)
+    SELECT DISTINCT tenancy_id, meter_key, month, value FROM added WHERE value IS NOT NULL
+    ON CONFLICT DO NOTHING
+), late AS (
+    INSERT INTO metering.late_usage (tenancy_id, period)
+    SELECT DISTINCT c.tenancy_id, c.period
+    FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[])
+        AS c(tenancy_id, month, service_id, period)
+    WHERE EXISTS (SELECT 1 FROM added n WHERE n.tenancy_id = c.tenancy_id AND n.month = c.month)
+    AND (EXISTS (SELECT 1 FROM metering.closed_periods p
+            WHERE p.service_id = c.service_id AND p.period = c.period)
+        OR EXISTS (SELECT 1 FROM metering.invoices i
+            WHERE i.tenancy_id = c.tenancy_id AND i.period = c.period))
+    ON CONFLICT DO NOTHING
+)
+SELECT b.ord, (SELECT e.payload_sha256 FROM metering.usage_events e
+    WHERE e.source = b.source AND e.id = b.id) AS earlier
+FROM batch b WHERE NOT EXISTS (SELECT 1 FROM added a WHERE a.source = b.source AND a.id = b.id)
+"""
+
+
+_ROWS = msgspec.json.Encoder()  # a Decimal as its digits, in a string
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A (tenancy, month) that a batch's usage falls in, with the tenancy's service and the
+    billing period that month belongs to: if that period was billed, new usage in it is late."""
+
+    tenancy_id: str
+    month: str
+    service_id: str
+    period: str
+
+
 class UsageLedger:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def record(self, batch: list[Usage]) -> tuple[list[Usage], list[Usage]]:
-        """Record each event as seen; returns the new ones, and the repeats whose payload differs
-        from the first. Repeats with the same payload are neither."""
-        inserted = await self.conn.fetch(
-            "INSERT INTO metering.usage_events"
-            " (source, id, payload_sha256, tenancy_id, meter_key, month)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[],"
-            " $6::text[]) ON CONFLICT (source, id) DO NOTHING RETURNING source, id",
-            [u.event.source for u in batch],
-            [u.event.id for u in batch],
-            [u.digest for u in batch],
-            [str(u.event.subject) for u in batch],
-            [u.event.data.meter for u in batch],
-            [u.month for u in batch],
+    async def count(self, batch: Sequence[Usage], reaches: Sequence[Reach]) -> Recorded:
+        """Record and count the events of ``batch``, which holds each (source, id) once."""
+        # One parameter, the batch as JSON rows, rather than an array per column: asyncpg
+        # checks every element of an array it encodes, which cost more than the counting.
+        rows = await self.conn.fetch(
+            _COUNT,
+            _ROWS.encode(
+                [
+                    (u.source, u.id, u.digest, u.subject, u.meter, u.month, u.quantity, u.value)
+                    for u in batch
+                ]
+            ).decode(),
+            [r.tenancy_id for r in reaches],
+            [r.month for r in reaches],
+            [r.service_id for r in reaches],
+            [r.period for r in reaches],
         )
-        new_keys = {(row["source"], row["id"]) for row in inserted}
-        repeats = [u for u in batch if u.key not in new_keys]
-        if not repeats:
-            return batch, []
-        seen = await self.conn.fetch(
+        repeats = [(row["ord"] - 1, row["earlier"]) for row in rows]
+        return Recorded(len(batch) - len(repeats), repeats)
+
+    async def digests(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The digests events were counted with, read afresh: those another transaction
+        committed while this one's insert waited for it."""
+        rows = await self.conn.fetch(
             "SELECT e.source, e.id, e.payload_sha256 FROM metering.usage_events e"
-            " JOIN unnest($1::text[], $2::text[]) AS r(source, id) USING (source, id)",
-            [u.event.source for u in repeats],
-            [u.event.id for u in repeats],
+            " JOIN unnest($1::text[], $2::text[]) AS k(source, id) USING (source, id)",
+            [key[0] for key in keys],
+            [key[1] for key in keys],
         )
-        digests = {(row["source"], row["id"]): row["payload_sha256"] for row in seen}
-        conflicting = [u for u in repeats if digests.get(u.key) != u.digest]
-        return [u for u in batch if u.key in new_keys], conflicting
-
-    async def add(self, deltas: dict[tuple[str, str, str], Delta]) -> None:
-        keys = list(deltas)
-        await self.conn.execute(
-            "INSERT INTO metering.usage_totals AS t (tenancy_id, meter_key, month, events, total,"
-            " peak) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[],"
-            " $5::numeric[], $6::numeric[])"
-            " ON CONFLICT (tenancy_id, meter_key, month) DO UPDATE SET"
-            " events = t.events + EXCLUDED.events, total = t.total + EXCLUDED.total,"
-            " peak = GREATEST(t.peak, EXCLUDED.peak)",
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            [deltas[k].events for k in keys],
-            [deltas[k].total for k in keys],
-            [deltas[k].peak for k in keys],
-        )
-        values = [(k[0], k[1], k[2], v) for k in keys for v in deltas[k].values]
-        if values:
-            await self.conn.execute(
-                "INSERT INTO metering.unique_values (tenancy_id, meter_key, month, value)"
-                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
-                " ON CONFLICT DO NOTHING",
-                [v[0] for v in values],
-                [v[1] for v in values],
-                [v[2] for v in values],
-                [v[3] for v in values],
-            )
-
-    async def mark_late(self, candidates: list[tuple[str, str, str]]) -> None:
-        """Of (tenancy, service, period), keep those whose period is already billed."""
-        await self.conn.execute(
-            "INSERT INTO metering.late_usage (tenancy_id, period)"
-            " SELECT DISTINCT c.tenancy_id, c.period"
-            " FROM unnest($1::uuid[], $2::text[], $3::text[]) AS c(tenancy_id, service_id, period)"
-            " WHERE EXISTS (SELECT 1 FROM metering.closed_periods p"
-            "   WHERE p.service_id = c.service_id AND p.period = c.period)"
-            " OR EXISTS (SELECT 1 FROM metering.invoices i"
-            "   WHERE i.tenancy_id = c.tenancy_id AND i.period = c.period)"
-            " ON CONFLICT DO NOTHING",
-            [c[0] for c in candidates],
-            [c[1] for c in candidates],
-            [c[2] for c in candidates],
-        )
+        return {(row["source"], row["id"]): row["payload_sha256"] for row in rows}
 
 
 async def usage_of(conn: Connection, tenancy_id: str, months: list[str]) -> dict[str, Decimal]:

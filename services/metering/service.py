@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,11 +18,13 @@ from services.metering.repository import (
     BilledTenancy,
     Billing,
     Meters,
+    Reach,
     UsageLedger,
     lock_services,
+    lock_services_of,
     usage_of,
 )
-from services.metering.usage import Record, Rejection, Usage
+from services.metering.usage import Record, Rejection, TenancyMeters, Usage
 from shared.catalogue import PeriodKind, Pricing, ServiceManifest
 from shared.db import Connection
 from shared.events import (
@@ -66,57 +71,150 @@ class Counted:
     rejected: list[tuple[int, Rejection]]  # index in the batch, why
 
 
-async def count(conn: Connection, records: Sequence[Record]) -> Counted:
+# Events read in one go and counted by one statement. A batch of several chunks is counted in
+# one transaction, and each chunk is read and checked while PostgreSQL counts the one before.
+# The first is smaller: nothing is counted while it is read.
+CHUNK = 2500
+FIRST_CHUNK = 500
+READ_SLICE = 200
+
+
+async def count(conn: Connection, records: Sequence[Record], chunk: int = CHUNK) -> Counted:
     """Count a batch of usage events in the caller's transaction. Each event is recorded as seen
-    with its quantity, so a repeat of the batch counts nothing twice."""
-    rejected: list[tuple[int, Rejection]] = []
-    parsed: list[tuple[int, Usage]] = []
-    for index, record in enumerate(records):
-        result = usage.parse(record.value, record.headers)
-        if isinstance(result, Rejection):
-            rejected.append((index, result))
-        else:
-            parsed.append((index, result))
-    tenancies = await Meters(conn).of_tenancies(sorted({str(u.event.subject) for _, u in parsed}))
-    await lock_services(conn, [t.service_id for t in tenancies.values()], exclusive=False)
-    accepted: list[tuple[int, Usage]] = []
-    first: dict[tuple[str, str], Usage] = {}
-    duplicates = 0
-    for index, item in parsed:
-        problem = usage.check(item, tenancies.get(str(item.event.subject)))
-        if problem is not None:
-            rejected.append((index, problem))
-        elif item.key in first:  # a repeat inside this batch
-            if first[item.key].digest != item.digest:
-                rejected.append((index, conflicting(item)))
-            else:
-                duplicates += 1
-        else:
-            first[item.key] = item
+    with its quantity, so a repeat of the batch counts nothing twice. A few statements whatever
+    the batch's size: the services' locks and the tenancies' meters (again only for tenancies
+    a later chunk names first), and one that counts each chunk."""
+    batch = _Batch(conn)
+    counting: asyncio.Task[None] | None = None
+    try:
+        for start, end in _chunks(len(records), chunk):
+            read = await _read(records[start:end], busy=counting is not None)
+            unseen = batch.unseen(read)
+            if unseen:
+                if counting is not None:  # one statement at a time on a connection
+                    await counting
+                    counting = None
+                await batch.look_up(unseen)
+            accepted, reaches = batch.check(start, read)
+            if counting is not None:
+                await counting
+                counting = None
+            if accepted:
+                counting = asyncio.create_task(batch.record(accepted, reaches))
+                await asyncio.sleep(0)  # the statement goes out; the next chunk is read meanwhile
+        if counting is not None:
+            await counting
+    except BaseException:
+        if counting is not None:  # the connection is the caller's again only once it is idle
+            with contextlib.suppress(BaseException):
+                await counting
+        raise
+    return Counted(batch.new, batch.duplicates, sorted(batch.rejected, key=lambda r: r[0]))
+
+
+def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
+    """Where each chunk of a batch of ``size`` starts and ends."""
+    bounds = [0, min(FIRST_CHUNK, chunk, size)]
+    while bounds[-1] < size:
+        bounds.append(min(bounds[-1] + chunk, size))
+    return list(itertools.pairwise(bounds)) if size else []
+
+
+async def _read(records: Sequence[Record], *, busy: bool) -> list[Usage | Rejection]:
+    """Read a chunk; while a statement is on its way, a slice at a time, so the event loop can
+    send what the socket did not take at once (a chunk's statement is a few hundred KB)."""
+    if not busy:
+        return usage.parse_batch(records)
+    read: list[Usage | Rejection] = []
+    for start in range(0, len(records), READ_SLICE):
+        read += usage.parse_batch(records[start : start + READ_SLICE])
+        await asyncio.sleep(0)
+    return read
+
+
+class _Batch:
+    """What counting a batch knows as it goes: the tenancies it has read, the first event of
+    each (source, id) in it, and the outcome so far."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.ledger = UsageLedger(conn)
+        self.tenancies: dict[str, TenancyMeters | None] = {}
+        self.first: dict[tuple[str, str], Usage] = {}
+        self.reaches: dict[tuple[str, str], Reach] = {}
+        self.rejected: list[tuple[int, Rejection]] = []
+        self.duplicates = 0
+        self.new = 0
+
+    def unseen(self, read: list[Usage | Rejection]) -> list[str]:
+        """The tenancies of these events not yet looked up."""
+        return sorted(
+            {u.subject for u in read if isinstance(u, Usage) and u.subject not in self.tenancies}
+        )
+
+    async def look_up(self, subjects: list[str]) -> None:
+        # The locks first, then the tenancies, read after them: a tenancy that left while this
+        # waited for its service is seen closed. Held to the commit, the locks keep what was
+        # read true for the rest of the batch.
+        await lock_services_of(self.conn, subjects)
+        found = await Meters(self.conn).of_tenancies(subjects)
+        self.tenancies.update({subject: found.get(subject) for subject in subjects})
+
+    def check(
+        self, start: int, read: list[Usage | Rejection]
+    ) -> tuple[list[tuple[int, Usage]], list[Reach]]:
+        """The events of one chunk that may be counted, each the first of its (source, id) in
+        the batch, and the (tenancy, month)s they fall in."""
+        accepted: list[tuple[int, Usage]] = []
+        reaches: dict[tuple[str, str], Reach] = {}
+        for index, item in enumerate(read, start):
+            if isinstance(item, Rejection):
+                self.rejected.append((index, item))
+                continue
+            tenancy = self.tenancies[item.subject]
+            problem = usage.check(item, tenancy)
+            if problem is not None:
+                self.rejected.append((index, problem))
+                continue
+            earlier = self.first.setdefault(item.key, item)
+            if earlier is not item:  # a repeat inside this batch
+                if earlier.digest != item.digest:
+                    self.rejected.append((index, conflicting(item)))
+                else:
+                    self.duplicates += 1
+                continue
             accepted.append((index, item))
-    ledger = UsageLedger(conn)
-    new, conflicts = await ledger.record([u for _, u in accepted]) if accepted else ([], [])
-    conflict_keys = {u.key for u in conflicts}
-    for index, item in accepted:
-        if item.key in conflict_keys:
-            rejected.append((index, conflicting(item)))
-    duplicates += len(accepted) - len(new) - len(conflicts)
-    if new:
-        await ledger.add(usage.aggregate(new))
-        late: set[tuple[str, str, str]] = set()
-        for item in new:
-            tenancy = tenancies[str(item.event.subject)]
-            late.add(
-                (str(item.event.subject), tenancy.service_id, item.period(tenancy.period_kind))
-            )
-        await ledger.mark_late(sorted(late))
-    return Counted(len(new), duplicates, sorted(rejected, key=lambda r: r[0]))
+            where = (item.subject, item.month)
+            if where not in reaches:
+                reaches[where] = self._reach(where, tenancy)
+        return accepted, list(reaches.values())
+
+    def _reach(self, where: tuple[str, str], tenancy: TenancyMeters | None) -> Reach:
+        reach = self.reaches.get(where)
+        if reach is None:
+            assert tenancy is not None
+            subject, month = where
+            period = Period.parse(month).of_month(tenancy.period_kind)
+            reach = self.reaches[where] = Reach(subject, month, tenancy.service_id, str(period))
+        return reach
+
+    async def record(self, accepted: list[tuple[int, Usage]], reaches: list[Reach]) -> None:
+        recorded = await self.ledger.count([u for _, u in accepted], reaches)
+        self.new += recorded.new
+        meanwhile = [accepted[i][1].key for i, digest in recorded.repeats if digest is None]
+        fresh = await self.ledger.digests(meanwhile) if meanwhile else {}
+        for position, digest in recorded.repeats:
+            index, item = accepted[position]
+            if (digest or fresh.get(item.key)) == item.digest:
+                self.duplicates += 1
+            else:
+                self.rejected.append((index, conflicting(item)))
 
 
 def conflicting(item: Usage) -> Rejection:
     return Rejection(
         "conflicting_duplicate",
-        f"id: {item.event.id!r} from {item.event.source!r} was counted before with a different"
+        f"id: {item.id!r} from {item.source!r} was counted before with a different"
         " payload; an event id names one event",
     )
 

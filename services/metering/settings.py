@@ -6,8 +6,10 @@ from shared.settings import CommonSettings
 class MeteringSettings(CommonSettings):
     """Settings of the metering worker."""
 
-    # Usage events counted in one transaction; larger batches amortise the commit.
-    usage_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Usage events counted in one transaction, at most: a batch is what the consumer has
+    # fetched, so a small backlog still goes at once. Larger batches amortise the statements
+    # and the commit (5,000 take about 80 ms here); past that they gain nothing.
+    usage_batch_size: int = Field(default=5000, ge=1, le=10_000)
     # Periods close by themselves this long after they end; usage arriving later still
     # reaches the next invoice as an adjustment.
     billing_auto_close: bool = True

@@ -1,5 +1,5 @@
-"""Usage events from the shared services: parsed, checked against the tenancy's meters, and
-summed per tenancy, meter and calendar month. Free of I/O.
+"""Usage events from the shared services: parsed and checked against the tenancy's meters
+(the ledger sums them per tenancy, meter and calendar month). Free of I/O.
 
 A rejected event is never dropped: it carries a reason code (counted, and the dead letter's
 ``error_type``) and a message that names the field and the rule.
@@ -8,21 +8,26 @@ A rejected event is never dropped: it carries a reason code (counted, and the de
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from dataclasses import dataclass, field
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from functools import lru_cache
+from typing import Annotated, Literal, Protocol
 
+import msgspec
 from pydantic import Json, ValidationError
 
-from services.metering.periods import Period
+from services.metering.periods import MAX_YEAR, period_of
 from shared.catalogue import Aggregation, PeriodKind, describe_validation_error
 from shared.cloudevents import BindingError, Headers, binary_attributes, is_binary
 from shared.events import UsageData, UsageRecorded
 
 # Usage stamped further ahead than this is a producer's clock or bug, not usage.
 MAX_CLOCK_SKEW = timedelta(hours=1)
+# The plain reader leaves older times to parse (London kept its own mean time before 1900).
+MIN_PLAIN_YEAR = 1900
 
 
 class Record(Protocol):
@@ -47,20 +52,62 @@ class Rejection:
         return self.problems or (self.message,)
 
 
-@dataclass(frozen=True)
 class Usage:
-    event: UsageRecorded
-    digest: str  # of the canonical event: a repeated id must carry the same payload
-    month: str  # the calendar month, in London, that its time falls in
+    """A usage event that passed every check of its own: what counting needs of it.
+
+    ``digest`` is of the event in pydantic's canonical JSON, extensions left out: a repeated id
+    must carry the same payload. The two readers below agree on every field and on it."""
+
+    __slots__ = (
+        "_event",
+        "_json",
+        "digest",
+        "id",
+        "key",
+        "meter",
+        "month",
+        "quantity",
+        "source",
+        "subject",
+        "time",
+        "value",
+    )
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        id: str,
+        subject: str,
+        time: datetime,
+        meter: str,
+        quantity: Decimal,
+        value: str | None,
+        digest: str,
+        month: str,
+        event: UsageRecorded | None = None,
+        json: bytes = b"",
+    ) -> None:
+        self.source = source
+        self.id = id
+        self.key = (source, id)
+        self.subject = subject  # the tenancy id, canonical
+        self.time = time
+        self.meter = meter
+        self.quantity = quantity
+        self.value = value
+        self.digest = digest
+        self.month = month  # the calendar month, in London, that its time falls in
+        self._event = event
+        self._json = json
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.event.source, self.event.id
-
-    def period(self, kind: PeriodKind) -> str:
-        if kind is PeriodKind.MONTH:
-            return self.month
-        return str(Period.containing(kind, self.event.time))
+    def event(self) -> UsageRecorded:
+        """The event as its pydantic model; read again from its JSON if the fast reader took
+        it, which happens only where a caller asks (the HTTP API, for a few fields)."""
+        if self._event is None:
+            self._event = UsageRecorded.model_validate_json(self._json)
+        return self._event
 
 
 class BinaryUsageRecorded(UsageRecorded):
@@ -71,6 +118,8 @@ class BinaryUsageRecorded(UsageRecorded):
 
 
 def parse(value: bytes | None, headers: Headers) -> Usage | Rejection:
+    """One event read by its pydantic model: every rule, and the reason and message of the
+    first one it breaks."""
     try:
         if is_binary(headers):
             attributes = binary_attributes(headers)
@@ -97,8 +146,148 @@ def parse(value: bytes | None, headers: Headers) -> Usage | Rejection:
     canonical = (
         event.model_dump_json(exclude=set(extensions)) if extensions else event.model_dump_json()
     )
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    return Usage(event, digest, str(Period.containing(PeriodKind.MONTH, event.time)))
+    data = event.data
+    return Usage(
+        source=event.source,
+        id=event.id,
+        subject=str(event.subject),
+        time=event.time,
+        meter=data.meter,
+        quantity=data.quantity,
+        value=data.value,
+        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        month=period_of(PeriodKind.MONTH, event.time),
+        event=event,
+    )
+
+
+def parse_batch(records: Sequence[Record]) -> list[Usage | Rejection]:
+    """Each record read as :func:`parse` reads it, and with the same outcome. A structured
+    event in the plain form that services send is read by a stricter, much cheaper reader
+    (:func:`_read_plain`); anything else it leaves to :func:`parse`, so every refusal keeps
+    its reason and its message."""
+    latest = datetime.now(UTC) + MAX_CLOCK_SKEW
+    read: list[Usage | Rejection] = []
+    for record in records:
+        value = record.value
+        plain = None
+        if value is not None and not is_binary(record.headers):
+            plain = _read_plain(value, latest)
+        read.append(plain if plain is not None else parse(value, record.headers))
+    return read
+
+
+# -- the plain reader ---------------------------------------------------------------------------
+#
+# It accepts only what the pydantic model accepts, and reads it alike: text without escapes
+# (no backslash anywhere, so no NUL, quote or control character can hide in a string), the
+# fields of UsageRecorded and no extensions, a canonical lower-case tenancy id, an RFC 3339 time
+# with an offset, a quantity written as a plain non-negative decimal or a whole number. It
+# gives up (returns None) on anything else, and :func:`parse` decides.
+
+_TEXT = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+# At most 14 + 6 digits: inside max_digits=20 and decimal_places=6, whichever way they count.
+_PLAIN_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,13})(\.[0-9]{1,6})?")
+_TYPE = "uk.gov.tenancy.usage.recorded.v1"
+
+
+class _PlainData(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    meter: Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
+    quantity: str | Annotated[int, msgspec.Meta(ge=0, lt=10**14)] = 1
+    value: _TEXT | None = None
+
+
+class _PlainEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    specversion: Literal["1.0"]
+    id: _TEXT
+    source: _TEXT
+    type: Literal["uk.gov.tenancy.usage.recorded.v1"]
+    subject: str
+    time: str
+    data: _PlainData
+    datacontenttype: Literal["application/json"] | None = None
+
+
+_PLAIN = msgspec.json.Decoder(_PlainEvent)
+
+
+def _read_plain(value: bytes, latest: datetime) -> Usage | None:
+    if b"\\" in value:
+        return None
+    try:
+        event = _PLAIN.decode(value)
+    except msgspec.DecodeError:  # its ValidationError too
+        return None
+    data = event.data
+    instant = _instant(event.time)
+    quantity = _quantity(data.quantity)
+    if instant is None or quantity is None or not _is_canonical_uuid(event.subject):
+        return None
+    time, time_json, month = instant
+    if time > latest:
+        return None  # a future time is refused by parse, with its message
+    quantity_json, amount = quantity
+    content_type = "null" if event.datacontenttype is None else '"application/json"'
+    value_json = "null" if data.value is None else f'"{data.value}"'
+    # pydantic's model_dump_json of the same event, byte for byte (tests compare the two).
+    canonical = (
+        f'{{"specversion":"1.0","id":"{event.id}","source":"{event.source}","type":"{_TYPE}",'
+        f'"subject":"{event.subject}","time":"{time_json}","datacontenttype":{content_type},'
+        f'"data":{{"meter":"{data.meter}","quantity":"{quantity_json}","value":{value_json}}}}}'
+    )
+    return Usage(
+        source=event.source,
+        id=event.id,
+        subject=event.subject,
+        time=time,
+        meter=data.meter,
+        quantity=amount,
+        value=data.value,
+        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        month=month,
+        json=value,
+    )
+
+
+# Events come in bursts that share their tenancies, times and quantities, so each of these is
+# worked out once for many events.
+
+
+@lru_cache(maxsize=4096)
+def _is_canonical_uuid(text: str) -> bool:
+    return _CANONICAL_UUID.fullmatch(text) is not None
+
+
+@lru_cache(maxsize=4096)
+def _instant(text: str) -> tuple[datetime, str, str] | None:
+    """An RFC 3339 time: the instant, as pydantic writes it in JSON, and its month."""
+    if _RFC3339.fullmatch(text) is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if not MIN_PLAIN_YEAR <= instant.year < MAX_YEAR:
+        return None  # parse decides what the period of such a time is
+    written = instant.isoformat()
+    if written.endswith("+00:00"):
+        written = written[:-6] + "Z"
+    return instant, written, period_of(PeriodKind.MONTH, instant)
+
+
+@lru_cache(maxsize=4096)
+def _quantity(given: str | int) -> tuple[str, Decimal] | None:
+    """A plain quantity as pydantic writes it in JSON, and its amount."""
+    if isinstance(given, int):
+        return str(given), Decimal(given)
+    if _PLAIN_DECIMAL.fullmatch(given) is None:
+        return None
+    return given, Decimal(given)
 
 
 @dataclass(frozen=True)
@@ -112,57 +301,31 @@ class TenancyMeters:
 
 
 def check(usage: Usage, tenancy: TenancyMeters | None) -> Rejection | None:
-    event = usage.event
     if tenancy is None:
-        return Rejection("unknown_tenancy", f"subject: no tenancy {event.subject} is metered")
+        return Rejection("unknown_tenancy", f"subject: no tenancy {usage.subject} is metered")
     if tenancy.closed:
         return Rejection(
             "tenancy_closed",
-            f"subject: tenancy {event.subject} has left {tenancy.service_id}; its meters closed",
+            f"subject: tenancy {usage.subject} has left {tenancy.service_id}; its meters closed",
         )
-    aggregation = tenancy.meters.get(event.data.meter)
+    aggregation = tenancy.meters.get(usage.meter)
     if aggregation is None:
         known = ", ".join(sorted(tenancy.meters)) or "none"
         return Rejection(
             "unknown_meter",
-            f"data.meter: {event.data.meter!r} is not a meter of {tenancy.service_id} "
+            f"data.meter: {usage.meter!r} is not a meter of {tenancy.service_id} "
             f"(its meters: {known})",
         )
-    if (
-        aggregation is Aggregation.COUNT
-        and event.data.quantity != event.data.quantity.to_integral()
-    ):
+    if aggregation is Aggregation.COUNT and usage.quantity != usage.quantity.to_integral():
         return Rejection(
             "not_a_whole_number",
-            f"data.quantity: a count meter counts whole units, not {event.data.quantity}",
+            f"data.quantity: a count meter counts whole units, not {usage.quantity}",
         )
-    if aggregation is Aggregation.UNIQUE_COUNT and event.data.value is None:
+    if aggregation is Aggregation.UNIQUE_COUNT and usage.value is None:
         return Rejection(
             "missing_value", "data.value: a unique_count meter needs the value to count once"
         )
     return None
-
-
-@dataclass
-class Delta:
-    events: int = 0
-    total: Decimal = Decimal(0)
-    peak: Decimal | None = None
-    values: set[str] = field(default_factory=set)
-
-
-def aggregate(batch: list[Usage]) -> dict[tuple[str, str, str], Delta]:
-    """What a batch adds, per (tenancy, meter, month)."""
-    deltas: dict[tuple[str, str, str], Delta] = defaultdict(Delta)
-    for usage in batch:
-        data = usage.event.data
-        delta = deltas[(str(usage.event.subject), data.meter, usage.month)]
-        delta.events += 1
-        delta.total += data.quantity
-        delta.peak = data.quantity if delta.peak is None else max(delta.peak, data.quantity)
-        if data.value is not None:
-            delta.values.add(data.value)
-    return dict(deltas)
 
 
 def value_of(
