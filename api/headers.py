@@ -21,6 +21,10 @@ DEFAULTS = {
 }
 
 
+# A logo served as a file: nothing may load or run, only the SVG's own inline styles apply.
+IMAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+
+
 def page_policy(nonce: str) -> str:
     """The GOV.UK Frontend pages' policy: scripts, styles, images and fonts from this site
     only, plus the one inline script holding ``nonce``; no inline styles; framed by nobody."""

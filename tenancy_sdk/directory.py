@@ -116,9 +116,14 @@ class Directory:
     def __init__(self, service_id: str, tenancies: Iterable[Tenancy] = ()) -> None:
         self.service_id = service_id
         self._all: dict[str, Tenancy] = {t.id: t for t in tenancies}
+        # Who claims each slug and domain (a council that left and joined again: two), and the
+        # one that wins; kept up to date per event, never rebuilt, so a replay stays linear.
+        self._slug_claims: dict[str, set[str]] = {}
+        self._domain_claims: dict[str, set[str]] = {}
         self._by_slug: dict[str, Tenancy] = {}
         self._by_domain: dict[str, Tenancy] = {}
-        self._reindex()
+        for tenancy in self._all.values():
+            self._reindex(None, tenancy)
 
     def get(self, tenancy_id: str) -> Tenancy | None:
         found = self._all.get(tenancy_id)
@@ -149,7 +154,7 @@ class Directory:
         if after.service_id not in (None, self.service_id):
             after = Tenancy(id=after.id, service_id=after.service_id)
         self._all[after.id] = after
-        self._reindex()
+        self._reindex(before, after)
         if after.service_id != self.service_id:
             return []
         changes: list[Change] = []
@@ -163,11 +168,37 @@ class Directory:
             changes.append(Change.REBRANDED)
         return changes
 
-    def _reindex(self) -> None:
-        mine = sorted(self.tenancies(), key=lambda t: _PRECEDENCE[t.state])
-        # Later entries win: the tenancy furthest along claims the slug and the domain.
-        self._by_slug = {t.council.slug: t for t in mine if t.council and t.council.slug}
-        self._by_domain = {t.domain: t for t in mine if t.domain and t.serving}
+    def _reindex(self, before: Tenancy | None, after: Tenancy) -> None:
+        for claims, index, key in (
+            (self._slug_claims, self._by_slug, self._slug_of),
+            (self._domain_claims, self._by_domain, self._domain_of),
+        ):
+            old, new = key(before), key(after)
+            if old is not None and old != new:
+                claims[old].discard(after.id)
+            if new is not None:
+                claims.setdefault(new, set()).add(after.id)
+            for name in (old, new):
+                if name is not None:
+                    self._elect(claims, index, name)
+
+    def _elect(self, claims: dict[str, set[str]], index: dict[str, Tenancy], name: str) -> None:
+        # The tenancy furthest along its life wins: the served one above all.
+        claimants = [self._all[i] for i in claims.get(name, ())]
+        if claimants:
+            index[name] = max(claimants, key=lambda t: _PRECEDENCE[t.state])
+        else:
+            index.pop(name, None)
+
+    def _slug_of(self, tenancy: Tenancy | None) -> str | None:
+        if tenancy is None or tenancy.service_id != self.service_id or tenancy.council is None:
+            return None
+        return tenancy.council.slug
+
+    def _domain_of(self, tenancy: Tenancy | None) -> str | None:
+        if tenancy is None or tenancy.service_id != self.service_id or not tenancy.serving:
+            return None
+        return tenancy.domain
 
 
 def _with_fact(tenancy: Tenancy, event: CloudEvent) -> Tenancy:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, PrefixLoader
 
+from api.headers import IMAGE_POLICY, page_policy
 from reference.missed_bins import reports
 from reference.missed_bins.routing import COUNCIL_PATH, NOT_SERVED_PATH
 from tenancy_sdk import Resolved, TenancyClient, Theme
@@ -88,11 +89,7 @@ def page(
         **(context or {}),
     )
     response = HTMLResponse(html, status_code=status_code)
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; "
-        "img-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    )
+    response.headers["Content-Security-Policy"] = page_policy(nonce)
     return response
 
 
@@ -178,7 +175,7 @@ async def logo(here: Here, client: Client) -> Response:
         return Response(status_code=404)
     # A council's SVG is sanitised by the branding worker; served as a file, never inline.
     response = FileResponse(theme.logo, media_type=theme.logo_media_type)
-    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    response.headers["Content-Security-Policy"] = IMAGE_POLICY
     return response
 
 

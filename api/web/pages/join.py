@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 
 from api.access import runs
+from api.headers import IMAGE_POLICY
 from api.problems import Problem
 from api.routes.tenancies import check_onboarding_scope, create_tenancy
 from api.schemas import AcceptanceIn, OnboardIn
@@ -275,7 +276,7 @@ async def draft_logo(service_id: Service, ctx: Annotated[Context, Depends(signed
 def image(content: bytes, media_type: str) -> Response:
     # A council's SVG passed the logo rules; this keeps it inert even opened on its own.
     headers = {
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        "Content-Security-Policy": IMAGE_POLICY,
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "private, max-age=300",
     }
