@@ -18,4 +18,5 @@ SCENARIOS: dict[str, str] = {
     "isolation": "bench.isolation",
     "metering": "bench.metering",
     "application": "bench.application",
+    "idle": "bench.idle",
 }

@@ -14,18 +14,23 @@ from typing import Any
 from bench.child import child_main
 from bench.common import Figure, Options, figure, on_embedded_servers
 from bench.onboarding import (
+    FLOOR_CONNECTIONS,
     Load,
     councils_csv,
     current_councils,
     latency_figures,
     measure,
+    replica_figures,
     result,
     system_run,
     total_seconds,
 )
 
 NAME = "all-councils"
-DESCRIPTION = "every current council onboarded at once: four workers vs the same writes raw"
+DESCRIPTION = (
+    "every current council onboarded at once: four workers (and two of each) vs the same "
+    "writes raw, serial and in parallel"
+)
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,30 @@ class Plan:
 def run(options: Options) -> dict[str, Any]:
     codes = current_councils(councils_csv())
     plan = Plan.from_options(options, len(codes))
-    load = Load(codes[: plan.councils], councils_csv(), "at-once", batch=plan.councils)
+    load = Load(
+        codes[: plan.councils],
+        councils_csv(),
+        "at-once",
+        batch=plan.councils,
+        replicas=(1, 2),
+        floors=(1, FLOOR_CONNECTIONS),
+    )
     return _result(plan, on_embedded_servers(partial(measure, NAME, load, plan.repeat)))
 
 
 def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
     repeats = measured["repeats"]
     n = plan.councils
-    totals = {side: [total_seconds(r[side]) for r in repeats] for side in ("system", "floor")}
+    totals = {side: [total_seconds(r[side]) for r in repeats] for side in repeats[0]["order"]}
+    parallel = f"floor_x{FLOOR_CONNECTIONS}"
     figures: dict[str, Figure] = {
         "total_s": figure(f"total, {n} councils at once", "s", totals["system"], totals["floor"]),
+        "total_vs_parallel_s": figure(
+            f"… against the floor on {FLOOR_CONNECTIONS} connections at once",
+            "s",
+            totals["system"],
+            totals[parallel],
+        ),
         "councils_per_second": figure(
             "councils per second",
             "councils/s",
@@ -60,6 +79,7 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
             note="ratio: the share of the floor's rate the system reaches",
         ),
         **latency_figures(repeats, "time to active", 50, 95, 99),
+        **replica_figures(repeats, "total", parallel, f"{FLOOR_CONNECTIONS} connections"),
     }
     return result(
         NAME,

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,12 +278,24 @@ async def both_sides(
     *,
     before_each: Callable[[], Awaitable[None]] | None = None,
 ) -> Measured:
-    """One repeat: the system and the floor, the order alternating between repeats so that
-    neither always runs on a warmer (or more cluttered) machine. ``before_each`` runs before
-    either side, outside its CPU reckoning."""
-    order = ("system", "floor") if index % 2 == 0 else ("floor", "system")
+    """One repeat of a system and its floor (see :func:`sides_in_turn`)."""
     sides = {"system": system, "floor": floor}
-    repeat: Measured = {"order": list(order)}
+    return await sides_in_turn(index, sides, before_each=before_each)
+
+
+async def sides_in_turn(
+    index: int,
+    sides: Mapping[str, Callable[[], Awaitable[Measured]]],
+    *,
+    before_each: Callable[[], Awaitable[None]] | None = None,
+) -> Measured:
+    """One repeat of every side, the order turning between repeats so that no side always runs
+    on a warmer (or more cluttered) machine: two sides alternate. ``before_each``
+    runs before each side, outside its CPU reckoning."""
+    names = list(sides)
+    turn = index % len(names)
+    order = names[turn:] + names[:turn]
+    repeat: Measured = {"order": order}
     for kind in order:
         if before_each is not None:
             await before_each()
@@ -468,8 +480,7 @@ def print_result(result: dict[str, Any], console: Console | None = None) -> None
         f"commit {(machine['git'].get('commit') or '?')[:12]}"
         f"{' (dirty)' if machine['git'].get('dirty') else ''}[/dim]"
     )
-    breakdown = result.get("breakdown")
-    if breakdown:
+    for breakdown in result.get("breakdowns", []):
         steps = Table(title=breakdown["title"], title_justify="left")
         steps.add_column(f"step ({breakdown['unit']})")
         for column in breakdown["columns"]:

@@ -680,12 +680,14 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
             **run_parameters(measured),
         },
         "figures": figures,
-        "breakdown": {
-            "title": "floor, step by step: where one tenancy's time goes (median of repeats)",
-            "unit": "ms per tenancy",
-            "columns": [f"first {w}", f"last {w}"],
-            "rows": statements,
-        },
+        "breakdowns": [
+            {
+                "title": "floor, step by step: where one tenancy's time goes (median of repeats)",
+                "unit": "ms per tenancy",
+                "columns": [f"first {w}", f"last {w}"],
+                "rows": statements,
+            }
+        ],
         "series": {
             "window": w,
             "unit": "ms per tenancy",

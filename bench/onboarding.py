@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -44,8 +44,8 @@ from bench.common import (
     BenchError,
     Figure,
     Laps,
-    both_sides,
     chunks,
+    cpu_snapshot,
     empty_cluster,
     figure,
     now_iso,
@@ -54,8 +54,9 @@ from bench.common import (
     run_machine,
     run_parameters,
     server_facts,
+    sides_in_turn,
 )
-from bench.isolation import MANIFEST, isolate_raw, open_service_database
+from bench.isolation import MANIFEST, ServiceConnections, isolate_raw, open_service_database
 from shared import db
 from shared.settings import DEFAULT_COUNCILS_CSV, REPO_ROOT, CommonSettings
 
@@ -63,8 +64,14 @@ WORKERS = ("onboarding", "isolation", "branding", "metering")
 SERVICE_ID = "bin-collections"
 # Requests in flight at once when submitting "at once": enough to keep every worker busy.
 CONCURRENCY = 50
-# How often the child asks the database how far the tenancies have got.
-POLL_SECONDS = 0.02
+# The parallel floor's pairs of connections (platform and service database), each provisioning
+# one tenancy after another: twice the cores, as a server saturates a little past its cores.
+FLOOR_CONNECTIONS = 4
+
+Raw: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+# How often the child asks the database how far a batch has got. The times come from the
+# database's own timestamps, so polling more often would only take PostgreSQL from the workers.
+POLL_SECONDS = 0.25
 # No tenancy becoming active for this long means the system has stalled.
 STALL_SECONDS = 120.0
 READY_SECONDS = 60.0
@@ -115,37 +122,54 @@ def write_synthetic_councils(path: Path, count: int) -> list[str]:
 @dataclass(frozen=True)
 class Load:
     """What one system run submits: ``councils`` in ``batches`` of that size (each at once, the
-    next when the previous is active), or one at a time; the first ``warmup`` are not timed."""
+    next when the previous is active), or one at a time; the first ``warmup`` are not timed.
+    With ``replicas`` (1, 2) each repeat runs the system twice, with one and two of each worker;
+    with ``floors`` (1, 4) the floor twice, one tenancy after another and four at a time."""
 
     councils: list[str]
     councils_csv: Path
     mode: str  # "at-once" or "one-at-a-time"
     batch: int
     warmup: int = 0
+    # The system runs once per entry, with that many processes of each worker, and the floor
+    # once per entry, on that many pairs of connections.
+    replicas: tuple[int, ...] = (1,)
+    floors: tuple[int, ...] = (1,)
 
 
 async def system(
-    scenario: str, load: Load, server: str, bootstrap: str, root: Path, index: int
+    scenario: str,
+    load: Load,
+    server: str,
+    bootstrap: str,
+    root: Path,
+    index: int,
+    replicas: int = 1,
 ) -> dict[str, Any]:
     from services.branding.settings import BrandingSettings
     from services.isolation.settings import IsolationSettings
     from services.metering.settings import MeteringSettings
     from services.onboarding.settings import OnboardingSettings
 
+    name = f"r{index}" if replicas == 1 else f"r{index}x{replicas}"
     config = {
         "bootstrap": bootstrap,
-        "database_url": db.with_database(server, f"bench_r{index}"),
-        "topic_prefix": f"bench{index}.",
+        "database_url": db.with_database(server, f"bench_{name}"),
+        # Each side its own topics: a side must not read what an earlier one left.
+        "topic_prefix": f"bench.{name}.",
         "councils": load.councils,
         "councils_csv": str(load.councils_csv),
         "mode": load.mode,
         "batch": load.batch,
         "warmup": load.warmup,
+        "replicas": replicas,
     }
+    folder = root / f"replicas-{replicas}"
+    folder.mkdir(exist_ok=True)
     settings = (OnboardingSettings, IsolationSettings, BrandingSettings, MeteringSettings)
     # A stalled run fails on its own (STALL_SECONDS); this only stops a child that hangs.
     within = 300 + len(load.councils) * 0.5
-    return await run_child(scenario, settings, root, index, config, within=within)
+    return await run_child(scenario, settings, folder, index, config, within=within)
 
 
 async def measure(
@@ -156,14 +180,31 @@ async def measure(
     bootstrap: str,
     root: Path,
 ) -> dict[str, Any]:
-    """A scenario's repeats of both sides on the servers :func:`on_embedded_servers` started."""
-    repeats = await repeated(
-        repeat,
-        server,
-        partial(system, scenario, load, server, bootstrap, root),
-        partial(floor, server, councils=load.councils, warmup=load.warmup),
-    )
-    return {"server": await server_facts(server), "repeats": repeats}
+    """A scenario's repeats of every side on the servers :func:`on_embedded_servers` started:
+    the system with each number of ``load.replicas``, and the floor serial and in parallel."""
+    sides: dict[str, Callable[[int], Awaitable[dict[str, Any]]]] = {
+        side_name(n): partial(system, scenario, load, server, bootstrap, root, replicas=n)
+        for n in load.replicas
+    }
+    for connections in load.floors:
+        run = partial(
+            floor, server, councils=load.councils, warmup=load.warmup, connections=connections
+        )
+        sides[floor_name(connections)] = partial(_floor_as_dict, run)
+    return {"server": await server_facts(server), "repeats": await repeated(repeat, server, sides)}
+
+
+def side_name(replicas: int) -> str:
+    return "system" if replicas == 1 else f"system_x{replicas}"
+
+
+def floor_name(connections: int) -> str:
+    return "floor" if connections == 1 else f"floor_x{connections}"
+
+
+async def _floor_as_dict(run: Callable[[int], Awaitable[FloorRun]], index: int) -> dict[str, Any]:
+    done = await run(index)
+    return {"started": done.started, "ended": done.ended, "steps": done.steps}
 
 
 async def emptied(server: str) -> None:
@@ -196,44 +237,87 @@ def worker_env(config: dict[str, Any], port: int) -> dict[str, str]:
     }
 
 
+@dataclass
+class RunningWorkers:
+    """The worker processes of a run, by worker: one each, or ``replicas`` of each."""
+
+    procs: dict[str, list[asyncio.subprocess.Process]]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user and system) used so far by each worker's processes together, and
+        by the servers (see :func:`servers_cpu_seconds`)."""
+        import psutil
+
+        used: dict[str, float] = {}
+        for name, procs in self.procs.items():
+            times = [psutil.Process(proc.pid).cpu_times() for proc in procs]
+            used[name] = sum(t.user + t.system for t in times)
+        parent = psutil.Process().parent()
+        return {**used, **servers_cpu_seconds(parent.pid if parent is not None else None)}
+
+
+def servers_cpu_seconds(bench: int | None) -> dict[str, float]:
+    """CPU seconds used so far by the servers the bench process ``bench`` started: PostgreSQL
+    (the postmaster, its live backends and those it has reaped) and the broker."""
+    import psutil
+
+    used = {"PostgreSQL": 0.0, "broker": 0.0}
+    for server in psutil.Process(bench).children() if bench is not None else []:
+        with contextlib.suppress(psutil.Error):
+            name = server.name()
+            kind = "PostgreSQL" if name == "postgres" else "broker" if "tansu" in name else None
+            if kind is None:
+                continue  # a child process of the bench's own
+            for proc in [server, *server.children(recursive=True)]:
+                t = proc.cpu_times()
+                used[kind] += t.user + t.system + t.children_user + t.children_system
+    return used
+
+
 @contextlib.asynccontextmanager
-async def workers_running(config: dict[str, Any]) -> AsyncIterator[None]:
-    """The four workers as real processes, ready (consumers joined) when this yields."""
+async def workers_running(config: dict[str, Any]) -> AsyncIterator[RunningWorkers]:
+    """The four workers as real processes (``config["replicas"]`` of each, default one), ready
+    (consumers joined) when this yields."""
     from shared.kafka_admin import ensure_topics
     from shared.topics import PARTITIONS, Topic
     from stack.ports import free_port
 
     root = Path(config["root"])
+    replicas = int(config.get("replicas", 1))
     # Made before the workers start, as the launcher does: four workers making them at the same
     # moment race each other.
     await db.ensure_database(config["database_url"])
     topics = [config["topic_prefix"] + topic.value for topic in Topic]
     await ensure_topics(config["bootstrap"], topics, PARTITIONS)
-    procs: dict[str, asyncio.subprocess.Process] = {}
-    ports: dict[str, int] = {}
+    running = RunningWorkers({name: [] for name in WORKERS})
+    starting: list[tuple[str, asyncio.subprocess.Process, int]] = []
     try:
         for name in WORKERS:
-            while (port := free_port()) in ports.values():
-                pass
-            ports[name] = port
-            with (root / f"{name}.log").open("ab") as log:
-                procs[name] = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    f"services.{name}",
-                    cwd=REPO_ROOT,
-                    env=worker_env(config, port),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
-                )
-        await asyncio.gather(*(_ready(name, procs[name], ports[name], root) for name in WORKERS))
-        yield
+            for replica in range(replicas):
+                label = name if replicas == 1 else f"{name}-{replica}"
+                while (port := free_port()) in {port for _, _, port in starting}:
+                    pass
+                with (root / f"{label}.log").open("ab") as log:
+                    proc = await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        f"services.{name}",
+                        cwd=REPO_ROOT,
+                        env=worker_env(config, port),
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=asyncio.subprocess.STDOUT,
+                    )
+                running.procs[name].append(proc)
+                starting.append((label, proc, port))
+        await asyncio.gather(*(_ready(label, proc, port, root) for label, proc, port in starting))
+        yield running
     finally:
-        for proc in procs.values():
+        everyone = [proc for procs in running.procs.values() for proc in procs]
+        for proc in everyone:
             if proc.returncode is None:
                 proc.terminate()
-        for proc in procs.values():
+        for proc in everyone:
             try:
                 await asyncio.wait_for(proc.wait(), timeout=15)
             except TimeoutError:
@@ -349,7 +433,7 @@ class Submitter:
 async def system_run(config: dict[str, Any]) -> dict[str, Any]:
     """The child: the workers, the catalogue, then the load the parent asked for."""
     began = time.perf_counter()
-    async with workers_running(config):
+    async with workers_running(config) as workers:
         startup = time.perf_counter() - began
         pool = await db.create_pool(config["database_url"], max_size=CONCURRENCY + 2)
         try:
@@ -357,12 +441,17 @@ async def system_run(config: dict[str, Any]) -> dict[str, Any]:
             submitter = Submitter(config, pool)
             await submitter.broker.start()
             try:
+                before, machine_before = workers.cpu_seconds(), cpu_snapshot()
                 measured = await _drive(submitter, config)
+                after, machine_after = workers.cpu_seconds(), cpu_snapshot()
             finally:
                 await submitter.broker.stop()
         finally:
             await pool.close()
-    return {"startup_seconds": startup, **measured}
+    cpu = {name: after[name] - before[name] for name in after}
+    # The load generator (this process) and anything else the machine did meanwhile.
+    cpu["everything else"] = max(0.0, machine_after.busy - machine_before.busy - sum(cpu.values()))
+    return {"startup_seconds": startup, "cpu_seconds": cpu, **measured}
 
 
 async def _load_catalogue(pool: db.Pool) -> None:
@@ -424,8 +513,12 @@ class FloorRun:
         return [e - s for s, e in zip(self.started, self.ended, strict=True)]
 
 
-async def floor(server: str, index: int, councils: Sequence[str], warmup: int = 0) -> FloorRun:
-    """Provision ``councils`` the raw way, one after another; the first ``warmup`` untimed."""
+async def floor(
+    server: str, index: int, councils: Sequence[str], warmup: int = 0, connections: int = 1
+) -> FloorRun:
+    """Provision ``councils`` the raw way, the first ``warmup`` one after another and untimed,
+    then the rest on ``connections`` pairs of connections at once (one pair: one after
+    another), each pair taking the next council when it has finished one."""
     from services.isolation.settings import IsolationSettings
     from shared.catalogue import load_manifest
     from shared.identifiers import service_database_name
@@ -435,31 +528,43 @@ async def floor(server: str, index: int, councils: Sequence[str], warmup: int = 
     limit = int(IsolationSettings.model_fields["tenant_connection_limit"].default)
     database = service_database_name(f"floor_r{index}", manifest.id)
     await _platform_schemas(platform)
-    conn = await db.connect(platform)
-    service_conn = await open_service_database(server, database)
     laps = Laps()
-    started, ended = [], []
-    try:
-        await _load_catalogue_on(conn)
-        for number, council in enumerate(councils):
-            tenancy = str(uuid.uuid4())
+    moments: list[tuple[float, float]] = []
+
+    async def one(conn: Raw, service_conn: ServiceConnections, council: str) -> None:
+        tenancy = str(uuid.uuid4())
+        with laps.lap("platform: tenancy, steps, theme version, meters"):
+            await _platform_writes(conn, tenancy, council, manifest)
+        with laps.lap("isolation: role, schema, grants, migrations"):
+            await isolate_raw(service_conn, tenancy, manifest, database, limit, Laps())
+
+    async def drain(pair: tuple[Raw, ServiceConnections], queue: list[str]) -> None:
+        while queue:
             began = time.perf_counter()
-            with laps.lap("platform: tenancy, steps, theme version, meters"):
-                await _platform_writes(conn, tenancy, council, manifest)
-            with laps.lap("isolation: role, schema, grants, migrations"):
-                await isolate_raw(service_conn, tenancy, manifest, database, limit, Laps())
-            if number >= warmup:
-                started.append(began)
-                ended.append(time.perf_counter())
+            await one(*pair, queue.pop())
+            moments.append((began, time.perf_counter()))
+
+    pairs: list[tuple[Raw, ServiceConnections]] = []
+    try:
+        for _ in range(connections):
+            pairs.append(
+                (await db.connect(platform), await open_service_database(server, database))
+            )
+        await _load_catalogue_on(pairs[0][0])
+        for council in councils[:warmup]:
+            await one(*pairs[0], council)
+        queue = list(reversed(councils[warmup:]))
+        await asyncio.gather(*(drain(pair, queue) for pair in pairs))
     finally:
-        await service_conn.close()
-        await conn.close()
-    origin = started[0] if started else 0.0
-    totals = laps.snapshot()
+        for conn, service_conn in pairs:
+            await service_conn.close()
+            await conn.close()
+    moments.sort()
+    origin = moments[0][0] if moments else 0.0
     return FloorRun(
-        started=[s - origin for s in started],
-        ended=[e - origin for e in ended],
-        steps={label: total / max(1, len(councils)) for label, total in totals.items()},
+        started=[began - origin for began, _ in moments],
+        ended=[end - origin for _, end in moments],
+        steps={label: total / max(1, len(councils)) for label, total in laps.snapshot().items()},
     )
 
 
@@ -542,28 +647,37 @@ async def _platform_writes(
 
 
 async def repeated(
-    repeat: int,
-    server: str,
-    system_side: Callable[[int], Awaitable[dict[str, Any]]],
-    floor_side: Callable[[int], Awaitable[FloorRun]],
+    repeat: int, server: str, sides: dict[str, Callable[[int], Awaitable[dict[str, Any]]]]
 ) -> list[dict[str, Any]]:
-    """``repeat`` repeats of both sides, each on an emptied cluster, alternating their order."""
-
-    async def floor_as_dict(index: int) -> dict[str, Any]:
-        run = await floor_side(index)
-        return {"started": run.started, "ended": run.ended, "steps": run.steps}
-
+    """``repeat`` repeats of every side, each on an emptied cluster, their order turning."""
     repeats = [
-        await both_sides(
+        await sides_in_turn(
             index,
-            partial(system_side, index),
-            partial(floor_as_dict, index),
+            {name: partial(side, index) for name, side in sides.items()},
             before_each=partial(emptied, server),
         )
         for index in range(repeat)
     ]
     await emptied(server)
     return repeats
+
+
+def cpu_breakdown(repeats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Where the system's CPU went while it worked: each worker's processes, the servers, and
+    the rest of the machine (the load generator, and whatever else ran)."""
+    labels = list(repeats[0]["system"]["cpu_seconds"])
+    return {
+        "title": "system, CPU seconds by process while it worked (median of repeats)",
+        "unit": "CPU s",
+        "columns": ["used"],
+        "rows": [
+            {
+                "label": label,
+                "values": [statistics.median(r["system"]["cpu_seconds"][label] for r in repeats)],
+            }
+            for label in labels
+        ],
+    }
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -596,6 +710,28 @@ def latency_figures(repeats: Sequence[dict[str, Any]], what: str, *qs: int) -> d
     }
 
 
+def replica_figures(
+    repeats: Sequence[dict[str, Any]], what: str, floor: str, floor_label: str = ""
+) -> dict[str, Figure]:
+    """The total with two of each worker, against the ``floor`` side, and its speed-up over
+    one of each."""
+    one = [total_seconds(r["system"]) for r in repeats]
+    two = [total_seconds(r[side_name(2)]) for r in repeats]
+    return {
+        "total_x2_s": figure(
+            f"{what}, 2 of each worker" + (f" (floor: {floor_label})" if floor_label else ""),
+            "s",
+            two,
+            [total_seconds(r[floor]) for r in repeats],
+        ),
+        "speed_up_x2": figure(
+            "speed-up with 2 of each worker (one's total / two's)",
+            "times",
+            [a / b for a, b in zip(one, two, strict=True)],
+        ),
+    }
+
+
 def floor_breakdown(repeats: Sequence[dict[str, Any]]) -> dict[str, Any]:
     labels = list(repeats[0]["floor"]["steps"])
     return {
@@ -617,7 +753,8 @@ FLOOR_NOTE = (
     "theme rows, metering's tenancy and meter rows (one transaction, the workers' repositories), "
     "then isolation's role, schema and grants, and its migrations as the service owner (a "
     "transaction each on the service database): one asyncpg loop, one tenancy after another, "
-    "no Kafka, inbox, outbox, audit or theme files."
+    "no Kafka, inbox, outbox, audit or theme files. The parallel floor does the same on "
+    f"{FLOOR_CONNECTIONS} pairs of connections at once, each taking the next council."
 )
 SYSTEM_NOTE = (
     "System: the four workers as real processes (python -m services.<name>, fresh per repeat), "
@@ -650,29 +787,22 @@ def result(
             **run_parameters(measured),
         },
         "figures": {**figures, "other_cpu": other_cpu_figure(repeats)},
-        "breakdown": floor_breakdown(repeats),
+        "breakdowns": [floor_breakdown(repeats), cpu_breakdown(repeats)],
         "series": series_ or {},
         "notes": [
             *notes,
             SYSTEM_NOTE,
             FLOOR_NOTE,
-            "PostgreSQL runs with durable=False (fsync=off) for both sides; every side starts "
-            "on an emptied cluster and their order alternates between repeats.",
+            "PostgreSQL runs with durable=False (fsync=off) for every side; each side starts "
+            "on an emptied cluster and their order turns between repeats.",
         ],
         "repeats": [
-            {
-                "order": r["order"],
-                "system": {
-                    "startup_seconds": r["system"]["startup_seconds"],
-                    "total_s": total_seconds(r["system"]),
-                    "other_cpu_share": r["system"]["other_cpu_share"],
-                    **{k: r["system"][k] for k in ("batch_seconds",) if k in r["system"]},
-                },
-                "floor": {
-                    "total_s": total_seconds(r["floor"]),
-                    "other_cpu_share": r["floor"]["other_cpu_share"],
-                },
-            }
+            {"order": r["order"], **{side: _side_summary(r[side]) for side in r["order"]}}
             for r in repeats
         ],
     }
+
+
+def _side_summary(side: dict[str, Any]) -> dict[str, Any]:
+    kept = ("startup_seconds", "cpu_seconds", "batch_seconds", "other_cpu_share")
+    return {"total_s": total_seconds(side), **{k: side[k] for k in kept if k in side}}

@@ -23,6 +23,7 @@ from bench.common import Figure, Options, figure, on_embedded_servers
 from bench.onboarding import (
     Load,
     measure,
+    replica_figures,
     result,
     system_run,
     total_seconds,
@@ -57,7 +58,7 @@ def run(options: Options) -> dict[str, Any]:
 async def _measure(plan: Plan, server: str, bootstrap: str, root: Path) -> dict[str, Any]:
     csv_file = root / "synthetic_councils.csv"
     codes = write_synthetic_councils(csv_file, plan.tenancies)
-    load = Load(codes, csv_file, "at-once", batch=plan.batch)
+    load = Load(codes, csv_file, "at-once", batch=plan.batch, replicas=(1, 2))
     return await measure(NAME, load, plan.repeat, server, bootstrap, root)
 
 
@@ -106,6 +107,7 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
             [total_seconds(r["system"]) for r in repeats],
             [total_seconds(r["floor"]) for r in repeats],
         ),
+        **replica_figures(repeats, f"total, {n:,} tenancies", "floor"),
     }
     windows = len(curves["system"][0])
     return result(

@@ -30,8 +30,11 @@ class CommonSettings(BaseSettings):
     # Tansu answers a JoinGroup after half the session timeout, so a short timeout is what makes
     # a local worker ready in about a second; production keeps Kafka's usual value.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    # How long a fetch waits for new events; every hop between workers can cost up to this.
-    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0)
+    # How long an idle consumer's fetch waits for new events. The broker answers as soon as one
+    # arrives (Kafka and Tansu alike), so waiting costs no latency; asking often has every idle
+    # consumer ask again and again (at 100 ms an idle stack kept the broker at 14% of a core).
+    # But an event to be read again (after an outage) waits for the fetch already in flight.
+    kafka_fetch_max_wait_ms: int = Field(default=1000, ge=0)
     kafka_metadata_max_age_ms: int = Field(default=10_000, ge=1_000)
     # Handled events' offsets are committed together this often, not one request per event; a
     # worker that dies sees at most this much again, which its inbox recognises.

@@ -96,9 +96,18 @@ class Worker:
                 description=(event.__doc__ or "").strip() or None,
             )
 
-    def subscriber(self, topic: Topic, **overrides: Any) -> Callable[[Handler], Handler]:
-        """Subscribe a handler to one topic in this worker's consumer group for that topic."""
+    def subscriber(
+        self, topic: Topic, *, concurrency: int = 1, **overrides: Any
+    ) -> Callable[[Handler], Handler]:
+        """Subscribe a handler to one topic in this worker's consumer group for that topic.
+
+        With ``concurrency`` above one, the worker joins the group with that many consumers,
+        each handling its partitions' events one at a time: events of one tenancy (one key,
+        one partition) stay in order, and each consumer's commits cover only what it handled.
+        """
         options = {**subscriber_options(self.settings, self.name, topic.value), **overrides}
+        if concurrency > 1:
+            options["max_workers"] = concurrency
         decorator = self.broker.subscriber(self.topic(topic), **options)
         return cast("Callable[[Handler], Handler]", decorator)
 

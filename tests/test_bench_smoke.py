@@ -120,6 +120,14 @@ def test_onboarding_scenarios_quick_write_their_figures_and_the_chart(tmp_path: 
             item = scenario["figures"][key]
             for side in ("system", "floor", "ratio"):
                 assert item[side]["median"] > 0, (name, key, side)
+    all_councils = scenarios["all-councils"]["figures"]
+    # Two of each worker, and the floor on several connections, ran beside the rest.
+    for key in ("total_vs_parallel_s", "total_x2_s"):
+        assert all_councils[key]["floor"]["median"] > 0, key
+    assert all_councils["speed_up_x2"]["system"]["median"] > 0
+    assert scenarios["scale"]["figures"]["speed_up_x2"]["system"]["median"] > 0
+    cpu = scenarios["all-councils"]["breakdowns"][1]["rows"]
+    assert {row["label"] for row in cpu} >= {"onboarding", "isolation", "PostgreSQL", "broker"}
     assert scenarios["all-councils"]["parameters"]["councils"] == 30
     assert scenarios["one-at-a-time"]["parameters"]["runs"] == 30
     assert scenarios["scale"]["parameters"]["tenancies"] == 30
@@ -127,3 +135,18 @@ def test_onboarding_scenarios_quick_write_their_figures_and_the_chart(tmp_path: 
     chart = results.with_suffix(".png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "councils per second" in done.stdout  # the tables were printed
+
+
+def test_idle_quick_reads_the_cpu_of_each_process(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+
+    done = run_bench("idle", "--quick", "--output", str(results))
+
+    assert done.returncode == 0, done.stdout[-4000:]
+    scenario = json.loads(results.read_text())["scenarios"]["idle"]
+    # Nothing is asserted about how much: only that every process was found and read.
+    rows = {row["label"]: row["values"][0] for row in scenario["breakdowns"][0]["rows"]}
+    assert set(rows) == {"onboarding", "isolation", "branding", "metering", "PostgreSQL", "broker"}
+    assert all(value >= 0 for value in rows.values())
+    assert scenario["figures"]["stack_pct"]["system"]["median"] > 0
+    assert "whole stack idle" in done.stdout

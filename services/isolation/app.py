@@ -16,10 +16,12 @@ def build(settings: IsolationSettings | None = None) -> Worker:
         "isolation", settings, on_dead_letter=fail_step_on_dead_letter("isolation")
     )
     databases = ServiceDatabases(
-        settings.tenant_database_url or settings.database_url, database_name(settings.database_url)
+        settings.tenant_database_url or settings.database_url,
+        database_name(settings.database_url),
+        connections=max(2, settings.tenancies_at_once),
     )
     worker.closers.append(databases.close)
-    handlers.register(worker, databases, settings.tenant_connection_limit, settings.exports_dir)
+    handlers.register(worker, databases, settings)
     return worker
 
 

@@ -16,11 +16,11 @@ class NoCredentials(LookupError):
 
 
 def tenant_dsn(server_dsn: str, database: str, role: str, password: str) -> str:
+    """The server's address (host and port, or a Unix socket given in the query) with the
+    tenancy's login and database."""
     parts = urlsplit(server_dsn)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(role)}:{quote(password, safe='')}@{host}" + (
-        f":{parts.port}" if parts.port else ""
-    )
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(role)}:{quote(password, safe='')}@{host}"
     return urlunsplit(parts._replace(netloc=netloc, path="/" + database))
 
 

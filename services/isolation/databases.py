@@ -25,14 +25,14 @@ from services.isolation.plan import (
 from shared import db
 from shared.identifiers import quote_ident, service_database_name
 
-# Manifest SQL runs a few tenancies at a time per worker.
-OWNER_POOL_SIZE = 2
-
 
 class ServiceDatabases:
-    def __init__(self, server_dsn: str, platform_database: str) -> None:
+    def __init__(self, server_dsn: str, platform_database: str, connections: int = 4) -> None:
+        """``connections``: of each pool, the platform's and the owner's, to each service
+        database; as many as tenancies are isolated at once."""
         self.server_dsn = server_dsn
         self._platform_database = platform_database
+        self._connections = connections
         self._pools: dict[str, db.Pool] = {}
         self._owner_pools: dict[str, db.Pool] = {}
         self._owner_passwords: dict[str, str] = {}
@@ -55,7 +55,7 @@ class ServiceDatabases:
                     await self._set_up(conn, name, name)
                 finally:
                     await conn.close()
-                self._pools[name] = await db.create_pool(self.dsn(name), max_size=4)
+                self._pools[name] = await db.create_pool(self.dsn(name), max_size=self._connections)
         return self._pools[name], name
 
     async def owner_pool_for(self, service_id: str) -> db.Pool:
@@ -64,7 +64,9 @@ class ServiceDatabases:
         async with self._lock:
             if name not in self._owner_pools:
                 self._owner_pools[name] = await db.create_pool(
-                    self._owner_dsn(name, name), max_size=OWNER_POOL_SIZE, runs_foreign_sql=True
+                    self._owner_dsn(name, name),
+                    max_size=self._connections,
+                    runs_foreign_sql=True,
                 )
         return self._owner_pools[name]
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from services.isolation import offboarding, rollout, rotation
 from services.isolation.databases import ServiceDatabases
 from services.isolation.service import IsolationFailed, isolate
+from services.isolation.settings import IsolationSettings
 from shared.events import (
     CredentialsRotated,
     CredentialsRotationRequested,
@@ -25,13 +24,12 @@ from shared.worker import Worker
 SOURCE = "tenancy/isolation"
 
 
-def register(
-    worker: Worker, databases: ServiceDatabases, connection_limit: int, exports_dir: Path
-) -> None:
+def register(worker: Worker, databases: ServiceDatabases, settings: IsolationSettings) -> None:
     worker.publishes(IsolationReady, StepFailed, IsolationRemoved, TenancyMigrated)
     worker.publishes(CredentialsRotated)
+    connection_limit, exports_dir = settings.tenant_connection_limit, settings.exports_dir
 
-    @worker.subscriber(Topic.TENANCY_REGISTERED)
+    @worker.subscriber(Topic.TENANCY_REGISTERED, concurrency=settings.tenancies_at_once)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
         async with worker.uow.transaction(event) as tx:
             if tx.duplicate:

@@ -33,9 +33,15 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-async def test_serves_sql_on_loopback(pg: EmbeddedPostgres) -> None:
-    assert pg.dsn() == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
-    conn = await asyncpg.connect(pg.dsn())
+async def test_serves_sql_on_loopback_and_its_socket(pg: EmbeddedPostgres) -> None:
+    assert pg.tcp_dsn() == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    assert pg.dsn().startswith("postgresql://postgres@/postgres?host=%2Ftmp%2Ftpg-")
+    over_socket = await asyncpg.connect(pg.dsn())
+    try:
+        assert await over_socket.fetchval("SELECT inet_server_addr()") is None
+    finally:
+        await over_socket.close()
+    conn = await asyncpg.connect(pg.tcp_dsn())
     try:
         assert await conn.fetchval("SELECT 1") == 1
         assert await conn.fetchval("SHOW max_connections") == "200"
@@ -88,6 +94,7 @@ def test_second_server_on_same_data_dir_fails_clearly(pg: EmbeddedPostgres) -> N
 async def test_data_persists_across_stop_start(tmp_path: Path) -> None:
     server = EmbeddedPostgres(tmp_path / "durable", durable=True)
     with server:
+        handed_out = server.dsn()
         conn = await asyncpg.connect(server.dsn())
         try:
             assert await conn.fetchval("SHOW fsync") == "on"
@@ -100,7 +107,9 @@ async def test_data_persists_across_stop_start(tmp_path: Path) -> None:
 
     with server:
         assert server.pid() != first_pid
-        conn = await asyncpg.connect(server.dsn())
+        # A client that kept the address reaches the restarted server there.
+        assert server.dsn() == handed_out
+        conn = await asyncpg.connect(handed_out)
         try:
             assert await conn.fetchval("SELECT v FROM kept") == "still here"
         finally:
