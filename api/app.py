@@ -16,7 +16,7 @@ from api import docs, problems, tokens
 from api.headers import SecurityHeaders
 from api.platform import Platform
 from api.routes import audit as audit_routes
-from api.routes import billing, catalogue, credentials, tenancies, usage
+from api.routes import billing, catalogue, credentials, reorganisations, tenancies, usage
 from api.settings import ApiSettings
 from api.throttle import FailedTokens
 from api.web import install as install_web
@@ -86,6 +86,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         audit_routes.router,
         credentials.router,
         usage.router,
+        reorganisations.router,
     )
     for router in routers:
         app.include_router(router)

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
 from cli import audit as audit_commands
-from cli import branding, credentials, dlq, metering, migrations, offboarding, tokens
+from cli import branding, credentials, dlq, metering, migrations, offboarding, reorganise, tokens
 from cli import trace as trace_command
 from cli.common import (
     TERMINAL_STATES,
@@ -52,6 +52,7 @@ FEATURES = (
     tokens,
     dlq,
     trace_command,
+    reorganise,
 )
 for feature in FEATURES:
     feature.register(app)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api.web.pages import account, catalogue, join, manage, status
+from api.web.pages import account, catalogue, join, manage, reorganisations, status
 
 ROUTERS: tuple[APIRouter, ...] = (
     account.router,
@@ -10,4 +10,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     join.router,
     status.router,
     manage.router,
+    reorganisations.router,
 )

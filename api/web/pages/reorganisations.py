@@ -1,0 +1,61 @@
+"""For operators and council admins: the coming council reorganisations and what happens to
+each tenancy of a replaced council, by the API's own rule (:mod:`api.routes.reorganisations`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+
+from api.routes.reorganisations import plan_for
+from api.tokens import Role
+from api.web.routing import Context, PageRoute, signed_in
+from services.onboarding.reorganisation import LONDON, Plan, Readiness
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+TAGS = {
+    Readiness.READY: {"text": "Ready", "classes": "govuk-tag--green"},
+    Readiness.WAITING: {"text": "Waiting", "classes": "govuk-tag--yellow"},
+    Readiness.BLOCKED: {"text": "Blocked", "classes": "govuk-tag--red"},
+}
+
+
+@router.get("/manage/reorganisations")
+async def reorganisations(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
+    who = await ctx.require(Role.OPERATOR, Role.COUNCIL_ADMIN)
+    today = datetime.now(LONDON).date()
+    plans = [
+        _shown(await plan_for(ctx.deps, who, vesting, []))
+        for vesting in ctx.deps.councils.vesting_days(today)
+    ]
+    return ctx.render("reorganisations.html", {"plans": plans})
+
+
+def _shown(plan: Plan) -> dict[str, Any]:
+    return {
+        "vesting": f"{plan.vesting.day} {plan.vesting:%B %Y}",
+        "changes": [
+            {
+                "kind": change.kind.value.capitalize(),
+                "predecessors": [p.label for p in change.predecessors],
+                "successors": [s.label for s in change.successors],
+                "problems": list(change.problems),
+            }
+            for change in plan.changes
+        ],
+        "tenancies": [
+            {
+                "id": t.tenancy_id,
+                "council": t.council.label,
+                "service": t.service_id,
+                "isolation": t.tier.value,
+                "into": t.successor.label if t.successor else "No host named yet",
+                "served": [p.label for p in t.served],
+                "tag": TAGS[t.readiness],
+                "reasons": list(t.reasons),
+                "steps": [s.detail for s in t.steps],
+            }
+            for t in plan.tenancies
+        ],
+    }
