@@ -42,6 +42,7 @@ from shared.outages import PERMANENT_ERRORS as PERMANENT_ERRORS
 from shared.outages import PermanentError as PermanentError
 from shared.outages import is_outage as is_outage
 from shared.settings import CommonSettings
+from shared.topics import Topic
 from shared.tracing import continued_from, current_trace_id, tracer
 
 log = get_logger(__name__)
@@ -89,9 +90,28 @@ def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
     )
 
 
+# The topics of onboarding and of usage: a hop there is on someone's way to an active tenancy
+# or a counted event, so their consumers ask the broker again after a short wait. Every other
+# topic carries an operator's occasional command or its result (offboarding, migrations,
+# rotations, brand changes, billing), whose consumers may wait longer between fetches: an idle
+# stack then asks a few times a second in all, not a hundred.
+PROMPT_TOPICS = frozenset(
+    {
+        Topic.ONBOARDING_REQUESTED,
+        Topic.TENANCY_REGISTERED,
+        Topic.ISOLATION_READY,
+        Topic.BRANDING_APPLIED,
+        Topic.METERING_ENABLED,
+        Topic.STEP_FAILED,
+        Topic.USAGE_RECORDED,
+    }
+)
+
+
 def subscriber_options(settings: CommonSettings, worker: str, topic: str) -> dict[str, Any]:
     from faststream.middlewares import AckPolicy
 
+    prompt = topic in PROMPT_TOPICS
     return {
         # One consumer group per (worker, topic): each scales out on its own.
         "group_id": f"{settings.topic_prefix}tenancy-{worker}.{topic}",
@@ -102,7 +122,11 @@ def subscriber_options(settings: CommonSettings, worker: str, topic: str) -> dic
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": max(300, settings.kafka_session_timeout_ms // 4),
         "rebalance_timeout_ms": settings.kafka_session_timeout_ms,
-        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "fetch_max_wait_ms": (
+            settings.kafka_fetch_max_wait_ms
+            if prompt
+            else settings.kafka_occasional_fetch_max_wait_ms
+        ),
     }
 
 

@@ -678,14 +678,18 @@ class Stack:
             if addresses.kafka_embedded
             else "from KAFKA_BOOTSTRAP_SERVERS"
         )
-        pg_note = (
-            f"embedded, data kept in {_show_path(self.state / 'pgdata')}"
-            if addresses.postgres_embedded
-            else "from DATABASE_URL"
-        )
+        database_url, pg_note = addresses.database_url, "from DATABASE_URL"
+        if addresses.postgres_embedded and self._postgres is not None:
+            # The stack itself goes through the server's Unix socket (stack.env says where);
+            # people and their tools get the familiar address.
+            database_url = self._postgres.tcp_dsn(PLATFORM_DATABASE)
+            pg_note = (
+                f"embedded, data kept in {_show_path(self.state / 'pgdata')}; the workers use "
+                "its Unix socket"
+            )
         rows = [
             ("Kafka", f"{addresses.bootstrap}  ({kafka_note})"),
-            ("PostgreSQL", f"{redact_dsn(addresses.database_url)}  ({pg_note})"),
+            ("PostgreSQL", f"{redact_dsn(database_url)}  ({pg_note})"),
             ("stack.env", str(self.env_file)),
             ("Spans", self._values.get("SPANS_FILE", "")),
         ]
