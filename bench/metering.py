@@ -8,7 +8,7 @@ aggregation. Nothing consumes them while they are published: both sides start fr
 *System*: the metering worker, in a fresh Python process per repeat (tracing can be set up only
 once per process, so every repeat starts alike), on its own new database whose meters are
 opened for every tenancy before it starts consuming. Its consumer reads batches of up to
-``usage_batch_size`` (2,000) records and counts each batch in one transaction. The time runs from
+``usage_batch_size`` (5,000) records and counts each batch in one transaction. The time runs from
 the start of its first batch to the end of its last, from the batch spans the worker writes,
 so the group join and start-up are left out.
 

@@ -6,6 +6,7 @@ records made here, in a transaction of its own, as the worker's handler runs it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -453,6 +454,72 @@ async def test_a_tenancy_that_left_counts_nothing_more(pool: db.Pool, chunk: int
     assert await seen(pool, tenancy_id) == 0
 
 
+async def test_the_largest_quantities_add_up_exactly(pool: db.Pool, chunk: int) -> None:
+    """A batch's sums are made in Python before they reach the totals: never rounded."""
+    tenancy_id = await tenancy(pool)
+    largest = "99999999999999.999999"  # 14 digits and 6 after the point: the most there can be
+    whole = 10**14 - 1
+    batch = [record(event(tenancy_id, "storage_gb", quantity=largest)) for _ in range(40)]
+    batch += [record(event(tenancy_id, "seats", quantity=whole)) for _ in range(40)]
+    assert (await count(pool, chunk, batch)).counted == 80
+    assert await totals(pool, tenancy_id) == {
+        ("storage_gb", "2026-01"): (40, 40 * Decimal(largest), Decimal(largest)),
+        ("seats", "2026-01"): (40, Decimal(40 * whole), Decimal(whole)),
+    }
+
+
+class FakeWorker:
+    """What count_batch needs of a worker: its pool, and where dead letters go."""
+
+    def __init__(self, pool: db.Pool) -> None:
+        self.pool = pool
+        self.dead_letters = self
+        self.letters: list[tuple[Any, str, str]] = []
+
+    async def record_raw(self, raw: Any, error_type: str, reason: str) -> None:
+        self.letters.append((raw, error_type, reason))
+
+
+async def waiting_for_a_lock(conn: Any) -> bool:
+    # Inside a transaction PostgreSQL answers from the activity it saw first, unless told not to.
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    return waiting > 0
+
+
+async def test_events_another_consumer_counts_meanwhile_are_repeats_when_counted_again(
+    pool: db.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two consumers count the same events at once (a partition changing hands): the second
+    waits for the first's insert, fails on it, and counts its whole batch again."""
+    real_count = service.count
+    batches: list[int] = []
+
+    async def counting(conn: Any, records: Sequence[Record]) -> service.Counted:
+        batches.append(len(records))
+        return await real_count(conn, records)
+
+    monkeypatch.setattr(service, "count", counting)
+    tenancy_id = await tenancy(pool)
+    shared = [record(event(tenancy_id, quantity=1)) for _ in range(3)]
+    own = [record(event(tenancy_id, quantity=1)) for _ in range(2)]
+    worker = FakeWorker(pool)
+    async with pool.acquire() as other, other.transaction():
+        assert (await real_count(other, shared)).counted == 3
+        racing = asyncio.create_task(handlers.count_batch(worker, [*own, *shared]))  # type: ignore[arg-type]
+        while not await waiting_for_a_lock(other):
+            assert not racing.done(), racing
+            await asyncio.sleep(0.01)
+    await racing
+    assert batches == [5, 5]  # the whole batch again, not halved
+    assert worker.letters == []
+    assert await totals(pool, tenancy_id) == {("api_calls", "2026-01"): (5, 5, 1)}
+    assert await seen(pool, tenancy_id) == 5
+
+
 async def test_a_batch_that_cannot_be_written_is_halved_until_the_culprit_is_alone(
     pool: db.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -462,25 +529,15 @@ async def test_a_batch_that_cannot_be_written_is_halved_until_the_culprit_is_alo
     real_count = UsageLedger.count
     attempts: list[int] = []
 
-    async def fail_with_the_culprit(self: UsageLedger, items: Any, reaches: Any) -> Any:
+    async def fail_with_the_culprit(self: UsageLedger, items: Any) -> Any:
         attempts.append(len(items))
         if any(u.id == "b-021" for u in items):
             raise ValueError("numeric field overflow")
-        return await real_count(self, items, reaches)
+        return await real_count(self, items)
 
     monkeypatch.setattr(UsageLedger, "count", fail_with_the_culprit)
-    letters: list[tuple[Any, str, str]] = []
-
-    class DeadLetters:
-        async def record_raw(self, raw: Any, error_type: str, reason: str) -> None:
-            letters.append((raw, error_type, reason))
-
-    class Worker:
-        def __init__(self) -> None:
-            self.pool = pool
-            self.dead_letters = DeadLetters()
-
-    await handlers.count_batch(Worker(), batch)  # type: ignore[arg-type]
-    assert letters == [(culprit, "unprocessable", "ValueError: numeric field overflow")]
+    worker = FakeWorker(pool)
+    await handlers.count_batch(worker, batch)  # type: ignore[arg-type]
+    assert worker.letters == [(culprit, "unprocessable", "ValueError: numeric field overflow")]
     assert await seen(pool, tenancy_id) == 36
     assert len(attempts) < 2 * 6 + 2  # halving: a few transactions, not one per record

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 
 from services.metering import service
 from services.metering.settings import MeteringSettings
@@ -23,6 +26,21 @@ from shared.topics import Topic
 from shared.worker import Worker
 
 log = get_logger(__name__)
+
+
+Records = tuple[Any, ...]  # aiokafka's ConsumerRecords of one fetch
+
+
+async def whole_batch(
+    records: Records, default: Callable[[Records], Awaitable[StreamMessage[Records]]]
+) -> StreamMessage[Records]:
+    """The batch as one message around its records. faststream's own parser makes a dict of
+    headers per record, which nothing here reads: its parse of the first record alone gives the
+    message its class and consumer."""
+    message = await default(records[:1])
+    message.raw_message = records
+    message.body = [record.value or b"" for record in records]
+    return message
 
 
 async def undecoded(msg: Any) -> Any:
@@ -47,6 +65,7 @@ def register(worker: Worker, settings: MeteringSettings) -> None:
         Topic.USAGE_RECORDED,
         batch=True,
         max_records=settings.usage_batch_size,
+        parser=whole_batch,
         decoder=undecoded,
         description=(
             "Usage the shared services report: UsageRecorded CloudEvents in structured or"
@@ -107,9 +126,23 @@ async def _count_in_halves(worker: Worker, records: list[Any]) -> list[tuple[Any
     return rejected
 
 
+# Counting a batch again after a race with another consumer (see _count), at most this often.
+RACES = 5
+
+
 async def _count(worker: Worker, records: list[Any]) -> list[tuple[Any, Rejection]]:
-    async with worker.pool.acquire() as conn, conn.transaction():
-        counted = await service.count(conn, records)
+    for attempt in range(1, RACES + 1):
+        try:
+            async with worker.pool.acquire() as conn, conn.transaction():
+                counted = await service.count(conn, records)
+            break
+        except (asyncpg.UniqueViolationError, asyncpg.TransactionRollbackError):
+            # Another consumer counted some of these events while this batch was counted (a
+            # partition changed hands); nothing of the batch was written. Counted again, it
+            # sees them as repeats.
+            if attempt == RACES:
+                raise
+            log.info("usage counted meanwhile by another consumer; counting the batch again")
     failpoint("metering.after-commit")
     log.debug("usage counted", counted=counted.counted, duplicates=counted.duplicates)
     return [(records[index], rejection) for index, rejection in counted.rejected]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from services.metering.repository import (
     lock_services_of,
     usage_of,
 )
+from services.metering.tally import Tally
 from services.metering.usage import Record, Rejection, TenancyMeters, Usage
 from shared.catalogue import PeriodKind, Pricing, ServiceManifest
 from shared.db import Connection
@@ -71,11 +71,11 @@ class Counted:
     rejected: list[tuple[int, Rejection]]  # index in the batch, why
 
 
-# Events read in one go and counted by one statement. A batch of several chunks is counted in
-# one transaction, and each chunk is read and checked while PostgreSQL counts the one before.
-# The first is smaller: nothing is counted while it is read.
+# A batch is read a slice at a time, and its events are counted by one statement after
+# another, all in one transaction. PostgreSQL counts an event more slowly than Python reads one:
+# each statement takes what has been read by the time the one before is done (at most CHUNK
+# events), so neither waits for the other longer than a slice takes to read.
 CHUNK = 2500
-FIRST_CHUNK = 500
 READ_SLICE = 200
 
 
@@ -83,27 +83,34 @@ async def count(conn: Connection, records: Sequence[Record], chunk: int = CHUNK)
     """Count a batch of usage events in the caller's transaction. Each event is recorded as seen
     with its quantity, so a repeat of the batch counts nothing twice. A few statements whatever
     the batch's size: the services' locks and the tenancies' meters (again only for tenancies
-    a later chunk names first), and one that counts each chunk."""
+    a later slice names first), a few that record the events, and one that adds them up."""
     batch = _Batch(conn)
     counting: asyncio.Task[None] | None = None
+    ready: list[tuple[int, Usage]] = []  # read and checked, not yet sent
     try:
-        for start, end in _chunks(len(records), chunk):
-            read = await _read(records[start:end], busy=counting is not None)
+        for start in range(0, len(records), READ_SLICE):
+            read = usage.parse_batch(records[start : start + READ_SLICE])
             unseen = batch.unseen(read)
             if unseen:
-                if counting is not None:  # one statement at a time on a connection
-                    await counting
-                    counting = None
-                await batch.look_up(unseen)
-            accepted, reaches = batch.check(start, read)
-            if counting is not None:
-                await counting
+                await _finished(counting)  # one statement at a time on a connection
                 counting = None
-            if accepted:
-                counting = asyncio.create_task(batch.record(accepted, reaches))
-                await asyncio.sleep(0)  # the statement goes out; the next chunk is read meanwhile
-        if counting is not None:
-            await counting
+                await batch.look_up(unseen)
+            ready += batch.check(start, read)
+            if counting is not None and counting.done():
+                await _finished(counting)
+                counting = None
+            if counting is None and ready:
+                counting = asyncio.create_task(batch.record(ready[:chunk]))
+                del ready[:chunk]
+            # The statement goes out, or the one under way answers, while the next slice is read.
+            await asyncio.sleep(0)
+        while ready:
+            await _finished(counting)
+            counting = asyncio.create_task(batch.record(ready[:chunk]))
+            del ready[:chunk]
+        await _finished(counting)
+        counting = None
+        await batch.add_up()
     except BaseException:
         if counting is not None:  # the connection is the caller's again only once it is idle
             with contextlib.suppress(BaseException):
@@ -112,36 +119,22 @@ async def count(conn: Connection, records: Sequence[Record], chunk: int = CHUNK)
     return Counted(batch.new, batch.duplicates, sorted(batch.rejected, key=lambda r: r[0]))
 
 
-def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
-    """Where each chunk of a batch of ``size`` starts and ends."""
-    bounds = [0, min(FIRST_CHUNK, chunk, size)]
-    while bounds[-1] < size:
-        bounds.append(min(bounds[-1] + chunk, size))
-    return list(itertools.pairwise(bounds)) if size else []
-
-
-async def _read(records: Sequence[Record], *, busy: bool) -> list[Usage | Rejection]:
-    """Read a chunk; while a statement is on its way, a slice at a time, so the event loop can
-    send what the socket did not take at once (a chunk's statement is a few hundred KB)."""
-    if not busy:
-        return usage.parse_batch(records)
-    read: list[Usage | Rejection] = []
-    for start in range(0, len(records), READ_SLICE):
-        read += usage.parse_batch(records[start : start + READ_SLICE])
-        await asyncio.sleep(0)
-    return read
+async def _finished(counting: asyncio.Task[None] | None) -> None:
+    """Wait for the statement under way, if any; its failure is the batch's."""
+    if counting is not None:
+        await counting
 
 
 class _Batch:
     """What counting a batch knows as it goes: the tenancies it has read, the first event of
-    each (source, id) in it, and the outcome so far."""
+    each (source, id) in it, what its new events add up to, and the outcome so far."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.ledger = UsageLedger(conn)
         self.tenancies: dict[str, TenancyMeters | None] = {}
         self.first: dict[tuple[str, str], Usage] = {}
-        self.reaches: dict[tuple[str, str], Reach] = {}
+        self.tally = Tally()
         self.rejected: list[tuple[int, Rejection]] = []
         self.duplicates = 0
         self.new = 0
@@ -160,19 +153,15 @@ class _Batch:
         found = await Meters(self.conn).of_tenancies(subjects)
         self.tenancies.update({subject: found.get(subject) for subject in subjects})
 
-    def check(
-        self, start: int, read: list[Usage | Rejection]
-    ) -> tuple[list[tuple[int, Usage]], list[Reach]]:
+    def check(self, start: int, read: list[Usage | Rejection]) -> list[tuple[int, Usage]]:
         """The events of one chunk that may be counted, each the first of its (source, id) in
-        the batch, and the (tenancy, month)s they fall in."""
+        the batch."""
         accepted: list[tuple[int, Usage]] = []
-        reaches: dict[tuple[str, str], Reach] = {}
         for index, item in enumerate(read, start):
             if isinstance(item, Rejection):
                 self.rejected.append((index, item))
                 continue
-            tenancy = self.tenancies[item.subject]
-            problem = usage.check(item, tenancy)
+            problem = usage.check(item, self.tenancies[item.subject])
             if problem is not None:
                 self.rejected.append((index, problem))
                 continue
@@ -184,31 +173,34 @@ class _Batch:
                     self.duplicates += 1
                 continue
             accepted.append((index, item))
-            where = (item.subject, item.month)
-            if where not in reaches:
-                reaches[where] = self._reach(where, tenancy)
-        return accepted, list(reaches.values())
+        return accepted
 
-    def _reach(self, where: tuple[str, str], tenancy: TenancyMeters | None) -> Reach:
-        reach = self.reaches.get(where)
-        if reach is None:
-            assert tenancy is not None
-            subject, month = where
-            period = Period.parse(month).of_month(tenancy.period_kind)
-            reach = self.reaches[where] = Reach(subject, month, tenancy.service_id, str(period))
-        return reach
-
-    async def record(self, accepted: list[tuple[int, Usage]], reaches: list[Reach]) -> None:
-        recorded = await self.ledger.count([u for _, u in accepted], reaches)
-        self.new += recorded.new
-        meanwhile = [accepted[i][1].key for i, digest in recorded.repeats if digest is None]
-        fresh = await self.ledger.digests(meanwhile) if meanwhile else {}
-        for position, digest in recorded.repeats:
+    async def record(self, accepted: list[tuple[int, Usage]]) -> None:
+        repeats = await self.ledger.count([u for _, u in accepted])
+        for position, digest in repeats:
             index, item = accepted[position]
-            if (digest or fresh.get(item.key)) == item.digest:
+            if digest == item.digest:
                 self.duplicates += 1
             else:
                 self.rejected.append((index, conflicting(item)))
+        repeated = {position for position, _ in repeats}
+        for position, (_, item) in enumerate(accepted):
+            if position not in repeated:
+                self.tally.add(item)
+        self.new += len(accepted) - len(repeats)
+
+    async def add_up(self) -> None:
+        """Add the batch's new events to the ledger's totals, once for all its chunks."""
+        if self.tally.sums:
+            reaches = [self._reach(where) for where in sorted(self.tally.months())]
+            await self.ledger.add(self.tally, reaches)
+
+    def _reach(self, where: tuple[str, str]) -> Reach:
+        subject, month = where
+        tenancy = self.tenancies[subject]
+        assert tenancy is not None  # its events were accepted
+        period = Period.parse(month).of_month(tenancy.period_kind)
+        return Reach(subject, month, tenancy.service_id, str(period))
 
 
 def conflicting(item: Usage) -> Rejection:

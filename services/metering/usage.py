@@ -73,9 +73,10 @@ class Usage:
         "value",
     )
 
+    # Positional: made for every event read, and binding eleven keywords took an eighth of
+    # the plain reader's time.
     def __init__(
         self,
-        *,
         source: str,
         id: str,
         subject: str,
@@ -148,16 +149,16 @@ def parse(value: bytes | None, headers: Headers) -> Usage | Rejection:
     )
     data = event.data
     return Usage(
-        source=event.source,
-        id=event.id,
-        subject=str(event.subject),
-        time=event.time,
-        meter=data.meter,
-        quantity=data.quantity,
-        value=data.value,
-        digest=hashlib.sha256(canonical.encode()).hexdigest(),
-        month=period_of(PeriodKind.MONTH, event.time),
-        event=event,
+        event.source,
+        event.id,
+        str(event.subject),
+        event.time,
+        data.meter,
+        data.quantity,
+        data.value,
+        hashlib.sha256(canonical.encode()).hexdigest(),
+        period_of(PeriodKind.MONTH, event.time),
+        event,
     )
 
 
@@ -241,16 +242,17 @@ def _read_plain(value: bytes, latest: datetime) -> Usage | None:
         f'"data":{{"meter":"{data.meter}","quantity":"{quantity_json}","value":{value_json}}}}}'
     )
     return Usage(
-        source=event.source,
-        id=event.id,
-        subject=event.subject,
-        time=time,
-        meter=data.meter,
-        quantity=amount,
-        value=data.value,
-        digest=hashlib.sha256(canonical.encode()).hexdigest(),
-        month=month,
-        json=value,
+        event.source,
+        event.id,
+        event.subject,
+        time,
+        data.meter,
+        amount,
+        data.value,
+        hashlib.sha256(canonical.encode()).hexdigest(),
+        month,
+        None,
+        value,
     )
 
 
