@@ -189,6 +189,20 @@ class Agreement(Manifest):
     url: Annotated[HttpUrl, AfterValidator(_at_most_2000_characters)] | None = None
 
 
+class MergeKeys(StrEnum):
+    """How a merge keeps the keys of the predecessors' rows apart from the successor's, when
+    the schema and database tiers copy them into the successor's tables."""
+
+    KEEP = "keep"  # copied as they are: keys are unique across councils (UUIDs, UPRNs)
+    # Identity and serial columns take values above any the successor's table has issued,
+    # and the columns referencing them follow.
+    RENUMBER = "renumber"
+
+
+class ReorganisationNeeds(Manifest):
+    merge_keys: MergeKeys = MergeKeys.KEEP
+
+
 class ServiceManifest(Manifest):
     id: ServiceId
     name: str = Field(min_length=1, max_length=200)
@@ -201,6 +215,20 @@ class ServiceManifest(Manifest):
     branding: BrandingNeeds = Field(default_factory=BrandingNeeds)
     agreement: Agreement = Field(default_factory=Agreement)
     pricing: Pricing | None = None  # None: councils are not charged
+    reorganisation: ReorganisationNeeds = Field(default_factory=ReorganisationNeeds)
+
+    @model_validator(mode="after")
+    def _merge_keys_fit(self) -> Self:
+        if (
+            self.isolation is IsolationTier.POOLED
+            and self.reorganisation.merge_keys is MergeKeys.RENUMBER
+        ):
+            raise _rule(
+                "reorganisation.merge_keys",
+                "a pooled service's rows are re-tagged to the successor where they are, so "
+                "their keys cannot clash; 'renumber' is for the schema and database tiers",
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_keys(self) -> Self:

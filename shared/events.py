@@ -8,7 +8,7 @@ is also the Kafka message key, so all events of one tenancy stay in order.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -363,6 +363,117 @@ class CredentialsRotated(CloudEvent):
     data: CredentialsRotatedData
 
 
+# -- council reorganisation (issue 18) ---------------------------------------------------------
+# Each move is keyed by the tenancy that takes the data, so the moves of several predecessors
+# into one successor's tenancy run one after another, in the order they were asked for.
+
+
+class SuccessorAgreement(Contract):
+    """The predecessor's agreement, novated to the successor that takes its data: for a split,
+    the inter-authority agreement under which the host serves the other successors."""
+
+    novated_from: TenancyId = Field(description="the predecessor's tenancy")
+    host: Council
+    served: list[Council] = Field(default_factory=list, description="a split's other successors")
+    cost_shared: bool = Field(description="true when the host shares the cost with those served")
+    acceptance: Acceptance = Field(description="the successor's acceptance of the agreement")
+
+
+class MoveRequestedData(Contract):
+    vesting: date
+    kind: Literal["merge", "split"]
+    source: TenancyId = Field(description="the predecessor's tenancy, whose data move")
+    predecessor: GssCode
+    service_id: ServiceId
+    tier: IsolationTier
+    successor: Council = Field(description="the council whose tenancy takes the data")
+    creates_target: bool = Field(description="the successor's tenancy is made for this move")
+    agreement: SuccessorAgreement
+
+
+class MoveRequested(CloudEvent):
+    """Move a predecessor's tenancy into its successor's (the subject), making that first if
+    the plan says so."""
+
+    topic = Topic.MOVE_REQUESTED
+    type: Literal["uk.gov.tenancy.reorganisation.move_requested.v1"]
+    data: MoveRequestedData
+
+
+class DataMoveRequestedData(Contract):
+    source: TenancyId
+    service: ServiceManifest = Field(description="the manifest both tenancies are migrated to")
+
+
+class DataMoveRequested(CloudEvent):
+    """Move every row of ``source`` into the subject's tables, verified by counts and checksums."""
+
+    topic = Topic.DATA_MOVE_REQUESTED
+    type: Literal["uk.gov.tenancy.isolation.data_move_requested.v1"]
+    data: DataMoveRequestedData
+
+
+class MovedTable(Contract):
+    """One table's rows before and after; checksums are order-independent sums of row hashes,
+    so the target's after less its before is the rows that arrived."""
+
+    name: str
+    source_rows: int = Field(ge=0)
+    target_rows_before: int = Field(ge=0)
+    target_rows_after: int = Field(ge=0)
+    source_checksum: str = Field(pattern=r"^-?[0-9]{1,40}$")
+    target_checksum_before: str = Field(pattern=r"^-?[0-9]{1,40}$")
+    target_checksum_after: str = Field(pattern=r"^-?[0-9]{1,40}$")
+
+
+class DataMovedData(Contract):
+    source: TenancyId
+    service_id: ServiceId
+    tier: IsolationTier
+    tables: list[MovedTable]
+
+
+class DataMoved(CloudEvent):
+    topic = Topic.DATA_MOVED
+    type: Literal["uk.gov.tenancy.isolation.data_moved.v1"]
+    data: DataMovedData
+
+
+class DataMoveFailedData(Contract):
+    source: TenancyId
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DataMoveFailed(CloudEvent):
+    """Nothing was moved: the source's data and login are as they were."""
+
+    topic = Topic.DATA_MOVE_FAILED
+    type: Literal["uk.gov.tenancy.isolation.data_move_failed.v1"]
+    data: DataMoveFailedData
+
+
+class TenancyReorganisedData(Contract):
+    target: TenancyId = Field(description="the successor's tenancy that holds the data now")
+    successor: GssCode
+    service_id: ServiceId
+    vesting: date
+    closes_at: datetime = Field(
+        description="the instant the predecessor's billing ends and the successor's continues:"
+        " midnight starting vesting day, London time"
+    )
+    served: list[GssCode] = Field(
+        default_factory=list, description="a split's successors the host serves, sharing cost"
+    )
+
+
+class TenancyReorganised(CloudEvent):
+    """The predecessor's tenancy (the subject) ended: its data are verified in ``target``."""
+
+    topic = Topic.TENANCY_REORGANISED
+    type: Literal["uk.gov.tenancy.onboarding.reorganised.v1"]
+    data: TenancyReorganisedData
+
+
 # -- usage and billing --------------------------------------------------------------------------
 
 
@@ -468,4 +579,9 @@ EVENT_TYPES: tuple[type[CloudEvent], ...] = (
     CredentialsRotated,
     BillingCloseRequested,
     InvoiceIssued,
+    MoveRequested,
+    DataMoveRequested,
+    DataMoved,
+    DataMoveFailed,
+    TenancyReorganised,
 )

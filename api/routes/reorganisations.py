@@ -1,5 +1,6 @@
 """Council reorganisations (issue 18), read-only: the coming vesting days and, for each, what
-happens to every tenancy of a council the reference data says is replaced.
+happens to every tenancy of a council the reference data says is replaced; and, once a plan is
+applied (``tenancy reorganise apply``), where each of its moves is.
 
 An operator sees the tenancies of the services it runs. A council's admin sees its own
 tenancies that are replaced and those its council inherits (as successor, host or a party
@@ -26,7 +27,7 @@ from services.onboarding.reorganisation import (
     parse_hosts,
     plan,
 )
-from services.onboarding.reorganisation_repository import live_tenancies
+from services.onboarding.reorganisation_repository import MoveRepository, live_tenancies
 from shared.text import PlainText
 
 router = APIRouter(tags=["reorganisations"])
@@ -93,3 +94,35 @@ async def on_day(
     """The plan for one vesting day, past or coming: each tenancy whose council is replaced,
     what each worker does to it, and whether it is ready, waiting or blocked (and why)."""
     return (await plan_for(deps, who, vesting, host or [])).as_json()
+
+
+# A council's admin follows the moves its council is party to: out of its tenancies, into
+# them, or into a host's tenancy that serves it.
+_PARTY = (
+    "($2::text IS NULL OR t.service_id = $2) AND (t.council_gss = $3"
+    " OR m.request->'agreement'->'host'->>'gss' = $3"
+    " OR m.request->'agreement'->'served' @> jsonb_build_array(jsonb_build_object('gss', $3)))"
+)
+
+
+async def moves_for(deps: Platform, who: Principal, vesting: date) -> list[dict[str, Any]]:
+    """The moves of the plan applied for ``vesting`` that ``who`` may see."""
+    if who.role is Role.OPERATOR:
+        clause, params = sql_scope(who, 2)
+    else:
+        clause, params = _PARTY, [who.service, who.council]
+    async with deps.pool.acquire() as conn:
+        found = await MoveRepository(conn).of_day(vesting, clause, params)
+    return [{**move, "updated_at": move["updated_at"].isoformat()} for move in found]
+
+
+@router.get("/reorganisations/{vesting}/moves", responses=documented(401, 403, 422, 429))
+async def moves(
+    vesting: date,
+    deps: Annotated[Platform, Depends(platform)],
+    who: Annotated[Principal, Depends(READERS)],
+) -> list[dict[str, Any]]:
+    """Each move of the plan applied for ``vesting``: requested, target-provisioning, moving,
+    moved (with every table's row counts and checksums before and after) or failed (with the
+    step and the reason; the predecessor's tenancy is then as it was). Empty until applied."""
+    return await moves_for(deps, who, vesting)

@@ -13,6 +13,7 @@ from shared.events import (
     CloudEvent,
     StepFailed,
     TenancyRegistered,
+    TenancyReorganised,
 )
 from shared.outbox import Transaction
 from shared.topics import Topic
@@ -50,3 +51,7 @@ def register(worker: Worker, publishing: Publishing) -> None:
         await handle(
             event, lambda tx: service.roll_back(tx, publishing, request_id, event.subject, version)
         )
+
+    @worker.subscriber(Topic.TENANCY_REORGANISED)
+    async def on_tenancy_reorganised(event: TenancyReorganised) -> None:
+        await handle(event, lambda tx: service.withdraw_theme(tx, event.subject))

@@ -101,6 +101,12 @@ class BrandVersions:
             version,
         )
 
+    async def withdraw(self, tenancy_id: str) -> None:
+        """No version is current any more; the versions stay, as the record of what was shown."""
+        await self.conn.execute(
+            "DELETE FROM branding.current_theme WHERE tenancy_id = $1", tenancy_id
+        )
+
 
 class Domains:
     def __init__(self, conn: Connection) -> None:

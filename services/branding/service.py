@@ -163,3 +163,11 @@ async def point_current(pool: Pool, themes: ThemeFolder, tenancy_id: str) -> Non
         current = await BrandVersions(conn).current(tenancy_id)
     if current is not None:
         themes.point_current(tenancy_id, current.version)
+    else:  # never published, or withdrawn
+        themes.withdraw(tenancy_id)
+
+
+async def withdraw_theme(tx: Transaction, tenancy_id: str) -> None:
+    """A reorganised tenancy's theme is withdrawn: its council no longer exists, and the
+    successor's tenancy shows the successor's own."""
+    await BrandVersions(tx.conn).withdraw(tenancy_id)

@@ -56,6 +56,12 @@ class ThemeFolder:
         staged.symlink_to(f"v{version}", target_is_directory=True)
         staged.replace(link)
 
+    def withdraw(self, tenancy_id: str) -> None:
+        """No ``current`` pointer: the service has no theme to show for the tenancy."""
+        link = self.root / tenancy_id / CURRENT
+        if link.is_symlink():
+            link.unlink(missing_ok=True)
+
     def current_version(self, tenancy_id: str) -> int | None:
         link = self.root / tenancy_id / CURRENT
         if not link.is_symlink():

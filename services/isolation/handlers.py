@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from services.isolation import offboarding, rollout, rotation
+from services.isolation import merge, offboarding, rollout, rotation
 from services.isolation.databases import ServiceDatabases
 from services.isolation.service import IsolationFailed, isolate
 from services.isolation.settings import IsolationSettings
 from shared.events import (
     CredentialsRotated,
     CredentialsRotationRequested,
+    DataMoved,
+    DataMoveFailed,
+    DataMoveFailedData,
+    DataMoveRequested,
     IsolationReady,
     IsolationRemoved,
     MigrationRequested,
@@ -26,7 +30,7 @@ SOURCE = "tenancy/isolation"
 
 def register(worker: Worker, databases: ServiceDatabases, settings: IsolationSettings) -> None:
     worker.publishes(IsolationReady, StepFailed, IsolationRemoved, TenancyMigrated)
-    worker.publishes(CredentialsRotated)
+    worker.publishes(CredentialsRotated, DataMoved, DataMoveFailed)
     connection_limit, exports_dir = settings.tenant_connection_limit, settings.exports_dir
 
     @worker.subscriber(Topic.TENANCY_REGISTERED, concurrency=settings.tenancies_at_once)
@@ -72,3 +76,19 @@ def register(worker: Worker, databases: ServiceDatabases, settings: IsolationSet
             rotated = await rotation.rotate(databases, event.subject, event.data.service_id)
             if rotated is not None:
                 tx.emit(CredentialsRotated.new(source=SOURCE, subject=event.subject, data=rotated))
+
+    @worker.subscriber(Topic.DATA_MOVE_REQUESTED)
+    async def on_data_move_requested(event: DataMoveRequested) -> None:
+        # One at a time: the moves into one successor's tenancy share its key, and each
+        # counts the target's rows before and after.
+        async with worker.uow.transaction(event) as tx:
+            if tx.duplicate:
+                return
+            source = event.data.source
+            try:
+                moved = await merge.move(databases, source, event.subject, event.data.service)
+            except merge.MoveFailed as failure:
+                data = DataMoveFailedData(source=source, reason=str(failure))
+                tx.emit(DataMoveFailed.new(source=SOURCE, subject=event.subject, data=data))
+                return
+            tx.emit(DataMoved.new(source=SOURCE, subject=event.subject, data=moved))

@@ -105,7 +105,7 @@ async def remove(
             removal = await _remove_nothing(conn, exports_dir, tenancy_id, manifest, service_db)
         else:
             _check_own_names(entry)
-            await _lock_out(conn, entry.role_name)
+            await lock_out(conn, entry.role_name)
             if entry.tier is IsolationTier.DATABASE:
                 removal = await _remove_database(conn, databases, exports_dir, entry)
             else:
@@ -145,7 +145,7 @@ async def _role_exists(conn: Connection, role: str) -> bool:
     return bool(await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", role))
 
 
-async def _lock_out(conn: Connection, role: str) -> None:
+async def lock_out(conn: Connection, role: str) -> None:
     """No new sessions, and the open ones ended, so nothing changes after the export.
     Committed on its own: a login must see it before the export starts."""
     if not await _role_exists(conn, role):

@@ -104,6 +104,14 @@ def database_setup(database: str) -> list[str]:
             version integer PRIMARY KEY,
             applied_at timestamptz NOT NULL DEFAULT now()
         )""",
+        # A reorganisation's moves, in the database holding the rows they moved, recorded in
+        # the transaction that moved them: a redelivered request finds its move made.
+        """CREATE TABLE IF NOT EXISTS tenancy_platform.tenant_moves (
+            source_tenancy_id uuid PRIMARY KEY,
+            target_tenancy_id uuid NOT NULL,
+            result jsonb NOT NULL,
+            moved_at timestamptz NOT NULL DEFAULT now()
+        )""",
         """CREATE TABLE IF NOT EXISTS tenancy_platform.service_owner (
             role_name text PRIMARY KEY,
             password text NOT NULL
@@ -152,15 +160,16 @@ def owner_role(owner: str, verifier: str, *, exists: bool) -> list[str]:
 
 def owner_access(database: str, owner: str) -> list[str]:
     """What the owner may do in a database holding tenant data: connect, and record the
-    migrations it applies in the same transaction as it applies them. No other platform table
-    (the tenants' passwords are in ``tenancy_platform.tenants``) and no right to create
-    schemas, extensions or temporary tables."""
+    migrations it applies and the rows it moves in the transaction that does it. No other
+    platform table (the tenants' passwords are in ``tenancy_platform.tenants``) and no right
+    to create schemas, extensions or temporary tables."""
     role, db = quote_ident(owner), quote_ident(database)
     return [
         f"GRANT CONNECT ON DATABASE {db} TO {role}",
         f"GRANT USAGE ON SCHEMA tenancy_platform TO {role}",
         f"GRANT SELECT, INSERT ON tenancy_platform.tenant_migrations TO {role}",
         f"GRANT SELECT, INSERT ON tenancy_platform.service_migrations TO {role}",
+        f"GRANT SELECT, INSERT ON tenancy_platform.tenant_moves TO {role}",
     ]
 
 

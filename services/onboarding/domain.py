@@ -15,6 +15,7 @@ class State(StrEnum):
     FAILED = "failed"
     OFFBOARDING = "offboarding"
     OFFBOARDED = "offboarded"
+    REORGANISED = "reorganised"  # its council was replaced; its data are in a successor's
 
 
 class StepStatus(StrEnum):
@@ -62,7 +63,7 @@ class Tenancy:
 
     def fail(self, step: str, reason: str) -> bool:
         """Record a failed step; True when this is the tenancy's first failure."""
-        if self.state is State.OFFBOARDED:
+        if self.state in (State.OFFBOARDED, State.REORGANISED):
             return False  # nothing is left that could fail
         if step in STEPS:
             self.steps[step] = StepStatus.FAILED
@@ -104,6 +105,8 @@ class Tenancy:
             return f"tenancy {self.id} is already being offboarded"
         if self.state is State.OFFBOARDED:
             return f"tenancy {self.id} is already offboarded (archive: {self.archive})"
+        if self.state is State.REORGANISED:
+            return f"tenancy {self.id} was reorganised: its data are in its successor's tenancy"
         if self.state is State.FAILED and self.failed_step == "request":
             # Refused before anything was created: there is nothing to export or remove.
             return f"tenancy {self.id} was refused when requested and holds no data"
@@ -128,4 +131,12 @@ class Tenancy:
         self.state = State.OFFBOARDED
         self.archive = archive
         self.archive_sha256 = archive_sha256
+        return True
+
+    def reorganise(self) -> bool:
+        """End the tenancy once its data are verified in its successor's; True the first time.
+        Only an active tenancy is moved, and until now it stayed active and untouched."""
+        if self.state is not State.ACTIVE:
+            return False
+        self.state = State.REORGANISED
         return True

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.onboarding import service
+from services.onboarding import reorganisation_service, service
 from services.onboarding.councils import CouncilRegister
 from shared.events import (
     BrandingApplied,
     CloudEvent,
+    DataMoved,
+    DataMoveFailed,
+    DataMoveRequested,
     IsolationReady,
     IsolationRemoved,
     MeteringEnabled,
+    MoveRequested,
     OffboardingRequested,
     OnboardingRequested,
     Step,
@@ -21,6 +25,7 @@ from shared.events import (
     TenancyOffboarded,
     TenancyProvisioned,
     TenancyRegistered,
+    TenancyReorganised,
 )
 from shared.topics import Topic
 from shared.worker import Worker
@@ -29,6 +34,7 @@ from shared.worker import Worker
 def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
     worker.publishes(TenancyRegistered, TenancyProvisioned, TenancyFailed)
     worker.publishes(OffboardingRequested, TenancyOffboarded)
+    worker.publishes(MoveRequested, DataMoveRequested, TenancyReorganised)
 
     async def complete(event: CloudEvent, step: Step, detail: dict[str, Any]) -> None:
         async with worker.uow.transaction(event) as tx:
@@ -65,3 +71,24 @@ def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
         async with worker.uow.transaction(event) as tx:
             if not tx.duplicate:
                 await service.isolation_removed(tx, event.subject, event.data)
+
+    # Council reorganisation (issue 18): every event is keyed by the successor's tenancy.
+    @worker.subscriber(Topic.MOVE_REQUESTED)
+    async def on_move_requested(event: MoveRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await reorganisation_service.move_requested(tx, event.subject, event.data)
+
+    @worker.subscriber(Topic.DATA_MOVED)
+    async def on_data_moved(event: DataMoved) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await reorganisation_service.data_moved(tx, event.subject, event.data)
+
+    @worker.subscriber(Topic.DATA_MOVE_FAILED)
+    async def on_data_move_failed(event: DataMoveFailed) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await reorganisation_service.data_move_failed(
+                    tx, event.subject, event.data.source, event.data.reason
+                )

@@ -83,10 +83,63 @@ async def redrive_once(uow: UnitOfWork, after_seconds: float, max_attempts: int)
     return len(driven)
 
 
+# The event a reorganisation's move waits on in each state; the successor's tenancy, while it
+# is made, is re-driven as a tenancy.
+MOVE_TRIGGER = {
+    "requested": Topic.MOVE_REQUESTED.event_type,
+    "moving": Topic.DATA_MOVE_REQUESTED.event_type,
+}
+
+
+async def redrive_moves_once(uow: UnitOfWork, after_seconds: float) -> int:
+    """Publish again the latest request of each reorganisation move that has not moved for a
+    while. Never failed for stalling: isolation may be copying a large tenancy, and the
+    moves' handlers take a repeated request for what it is."""
+    driven: list[OutboxRow] = []
+    async with uow.transaction() as tx:
+        stalled = await tx.conn.fetch(
+            "SELECT source_tenancy_id::text AS source, target_tenancy_id::text AS target, status"
+            " FROM onboarding.reorganisation_moves WHERE status = ANY($2::text[])"
+            " AND updated_at < now() - make_interval(secs => $1)"
+            " ORDER BY updated_at LIMIT 200 FOR UPDATE SKIP LOCKED",
+            after_seconds,
+            list(MOVE_TRIGGER),
+        )
+        for move in stalled:
+            row = await tx.conn.fetchrow(
+                "SELECT id, topic, key, payload, headers FROM onboarding.outbox"
+                " WHERE key = $1 AND payload->>'type' = $2 AND payload->'data'->>'source' = $3"
+                " ORDER BY created_at DESC LIMIT 1",
+                move["target"],
+                MOVE_TRIGGER[move["status"]],
+                move["source"],
+            )
+            if row is None:
+                continue
+            driven.append(
+                OutboxRow(row["id"], row["topic"], row["key"], row["payload"], row["headers"])
+            )
+            log.warning(
+                "re-driving stalled reorganisation move",
+                tenancy_id=move["source"],
+                target=move["target"],
+                status=move["status"],
+            )
+            await tx.conn.execute(
+                "UPDATE onboarding.reorganisation_moves SET updated_at = now()"
+                " WHERE source_tenancy_id = $1",
+                move["source"],
+            )
+    if driven:
+        await uow.publish(driven)
+    return len(driven)
+
+
 async def run_redrive(uow: UnitOfWork, after_seconds: float, max_attempts: int) -> None:
     while True:
         await asyncio.sleep(min(after_seconds / 2, 10.0))
         try:
             await redrive_once(uow, after_seconds, max_attempts)
+            await redrive_moves_once(uow, after_seconds)
         except Exception as error:  # an outage: try again next round
             log.warning("re-drive failed", error=str(error))

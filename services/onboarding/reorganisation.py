@@ -36,7 +36,7 @@ LONDON = ZoneInfo("Europe/London")
 # after a failure, names the same tenancy rather than making a second one.
 _SUCCESSOR_TENANCIES = uuid.UUID("0b1e4c8e-5d0a-4c55-9a43-2f8a3f0e1804")
 # A tenancy leaving its service has nothing to move: it is not part of any plan.
-_LEAVING = frozenset({"offboarding", "offboarded"})
+_LEAVING = frozenset({"offboarding", "offboarded", "reorganised"})
 
 
 class Kind(StrEnum):

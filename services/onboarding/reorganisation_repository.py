@@ -1,10 +1,18 @@
-"""The tenancies a reorganisation plan is made over, read from the tenancy registry."""
+"""The tenancies a reorganisation plan is made over, read from the tenancy registry, and the
+plans applied with their moves."""
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
+from asyncpg import Record
+
+from services.onboarding.moves import Move, MoveStatus
 from services.onboarding.reorganisation import LiveTenancy
 from shared.catalogue import IsolationTier, PeriodKind
 from shared.db import Connection
+from shared.events import MoveRequestedData
 
 
 async def live_tenancies(
@@ -17,7 +25,8 @@ async def live_tenancies(
         "SELECT t.id::text, t.council_gss, t.service_id, t.state,"
         " s.manifest->>'isolation' AS isolation, s.manifest->'pricing'->>'period' AS period"
         " FROM onboarding.tenancies t JOIN onboarding.services s ON s.id = t.service_id"
-        f" WHERE t.state <> 'offboarded' AND ({scope}) ORDER BY t.requested_at, t.id",
+        " WHERE t.state NOT IN ('offboarded', 'reorganised')"
+        f" AND ({scope}) ORDER BY t.requested_at, t.id",
         *(params or []),
     )
     return [
@@ -31,3 +40,152 @@ async def live_tenancies(
         )
         for row in rows
     ]
+
+
+class MoveRepository:
+    """Applied plans (``onboarding.reorganisations``) and their moves, one per predecessor."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def add_reorganisation(
+        self, vesting: date, hosts: dict[str, str], plan: dict[str, Any], sha256: str, by: str
+    ) -> bool:
+        """Record an applied plan; False if one was applied for that day already."""
+        added = await self.conn.fetchval(
+            "INSERT INTO onboarding.reorganisations (vesting, hosts, plan, plan_sha256,"
+            " applied_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vesting) DO NOTHING"
+            " RETURNING true",
+            vesting,
+            hosts,
+            plan,
+            sha256,
+            by,
+        )
+        return bool(added)
+
+    async def reorganisation(self, vesting: date) -> dict[str, Any] | None:
+        row = await self.conn.fetchrow(
+            "SELECT vesting, hosts, plan, plan_sha256, applied_by, applied_at"
+            " FROM onboarding.reorganisations WHERE vesting = $1 FOR UPDATE",
+            vesting,
+        )
+        return dict(row) if row else None
+
+    async def add(self, vesting: date, request: MoveRequestedData, target: str) -> None:
+        await self.conn.execute(
+            "INSERT INTO onboarding.reorganisation_moves (source_tenancy_id, vesting,"
+            " target_tenancy_id, kind, service_id, tier, request, status)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            request.source,
+            vesting,
+            target,
+            request.kind,
+            request.service_id,
+            request.tier.value,
+            request.model_dump(mode="json"),
+            MoveStatus.REQUESTED.value,
+        )
+
+    async def moved_elsewhere(self, sources: list[str]) -> list[str]:
+        """Of ``sources``, the tenancies some earlier plan moves already."""
+        rows = await self.conn.fetch(
+            "SELECT source_tenancy_id::text AS id FROM onboarding.reorganisation_moves"
+            " WHERE source_tenancy_id = ANY($1::uuid[])",
+            sources,
+        )
+        return [r["id"] for r in rows]
+
+    async def lock(self, source: str) -> Move | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_MOVE} FROM onboarding.reorganisation_moves"
+            " WHERE source_tenancy_id = $1 FOR UPDATE",
+            source,
+        )
+        return _move(row) if row else None
+
+    async def lock_into(self, target: str, status: MoveStatus) -> list[Move]:
+        rows = await self.conn.fetch(
+            f"SELECT {_MOVE} FROM onboarding.reorganisation_moves"
+            " WHERE target_tenancy_id = $1 AND status = $2"
+            " ORDER BY updated_at, source_tenancy_id FOR UPDATE",
+            target,
+            status.value,
+        )
+        return [_move(r) for r in rows]
+
+    async def lock_of_day(self, vesting: date) -> list[Move]:
+        rows = await self.conn.fetch(
+            f"SELECT {_MOVE} FROM onboarding.reorganisation_moves WHERE vesting = $1"
+            " ORDER BY source_tenancy_id FOR UPDATE",
+            vesting,
+        )
+        return [_move(r) for r in rows]
+
+    async def request(self, source: str) -> MoveRequestedData:
+        raw = await self.conn.fetchval(
+            "SELECT request FROM onboarding.reorganisation_moves WHERE source_tenancy_id = $1",
+            source,
+        )
+        return MoveRequestedData.model_validate(raw)
+
+    async def in_progress(self, source: str) -> bool:
+        """Whether a move of this tenancy is under way (neither failed nor finished)."""
+        return bool(
+            await self.conn.fetchval(
+                "SELECT true FROM onboarding.reorganisation_moves WHERE source_tenancy_id = $1"
+                " AND status NOT IN ('failed', 'moved')",
+                source,
+            )
+        )
+
+    async def save(self, move: Move, tables: list[dict[str, Any]] | None = None) -> None:
+        await self.conn.execute(
+            "UPDATE onboarding.reorganisation_moves SET status = $2, failed_step = $3,"
+            " reason = $4, attempts = $5, tables = coalesce($6, tables), updated_at = now()"
+            " WHERE source_tenancy_id = $1",
+            move.source,
+            move.status.value,
+            move.failed_step,
+            move.reason,
+            move.attempts,
+            tables,
+        )
+
+    async def of_day(
+        self, vesting: date, scope: str = "true", params: list[str | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Each move of a day's plan as people follow it. ``scope`` narrows it with a clause on
+        ``t`` (the predecessor's tenancy), ``s`` (its service) and ``m`` (the move), its
+        parameters numbered from 2."""
+        rows = await self.conn.fetch(
+            "SELECT m.source_tenancy_id::text AS source, m.target_tenancy_id::text AS target,"
+            " m.kind, m.service_id, m.tier, m.status, m.failed_step, m.reason, m.attempts,"
+            " m.tables, m.request->'successor'->>'name' AS successor,"
+            " m.request->'successor'->>'gss' AS successor_gss, t.council_name AS council,"
+            " t.council_gss, t.state AS source_state, m.updated_at"
+            " FROM onboarding.reorganisation_moves m"
+            " JOIN onboarding.tenancies t ON t.id = m.source_tenancy_id"
+            " JOIN onboarding.services s ON s.id = m.service_id"
+            f" WHERE m.vesting = $1 AND ({scope}) ORDER BY m.service_id, t.council_name",
+            vesting,
+            *(params or []),
+        )
+        return [dict(r) for r in rows]
+
+
+_MOVE = (
+    "source_tenancy_id::text AS source, target_tenancy_id::text AS target, status,"
+    " failed_step, reason, attempts"
+)
+
+
+def _move(row: Record) -> Move:
+    return Move(
+        source=row["source"],
+        target=row["target"],
+        status=MoveStatus(row["status"]),
+        failed_step=row["failed_step"],
+        reason=row["reason"],
+        attempts=row["attempts"],
+    )

@@ -83,7 +83,7 @@ class TenancyRepository:
     async def live_tenancy_of(self, council_gss: str, service_id: str) -> str | None:
         value = await self.conn.fetchval(
             "SELECT id::text FROM onboarding.tenancies WHERE council_gss = $1"
-            " AND service_id = $2 AND state NOT IN ('failed', 'offboarded')",
+            " AND service_id = $2 AND state NOT IN ('failed', 'offboarded', 'reorganised')",
             council_gss,
             service_id,
         )
@@ -220,6 +220,8 @@ _SAVE_STATE = (
     "   THEN coalesce(offboarding_at, now()) ELSE offboarding_at END,"
     " offboarded_at = CASE WHEN $2 = 'offboarded'"
     "   THEN coalesce(offboarded_at, now()) ELSE offboarded_at END,"
+    " reorganised_at = CASE WHEN $2 = 'reorganised'"
+    "   THEN coalesce(reorganised_at, now()) ELSE reorganised_at END,"
     " archive = $5, archive_sha256 = $6,"
     " updated_at = now() WHERE id = $1"
 )

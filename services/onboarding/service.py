@@ -6,8 +6,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from services.onboarding import reorganisation_service
 from services.onboarding.councils import CouncilRecord, CouncilRefused, CouncilRegister
 from services.onboarding.domain import State
+from services.onboarding.reorganisation_repository import MoveRepository
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
 from shared import audit, metrics
 from shared.catalogue import ServiceManifest
@@ -221,6 +223,8 @@ async def step_completed(
         data = TenancyProvisionedData(council=tenancy.council_gss, service_id=tenancy.service_id)
         tx.emit(TenancyProvisioned.new(source=SOURCE, subject=tenancy.id, data=data))
         await record(tx, "tenancy.active", tenancy.id)
+        # A successor's tenancy made by a reorganisation now takes its predecessors' data.
+        await reorganisation_service.target_active(tx, tenancy.id)
         took = await tx.conn.fetchval(
             "SELECT extract(epoch FROM active_at - requested_at)::float8"
             " FROM onboarding.tenancies WHERE id = $1",
@@ -249,6 +253,7 @@ async def step_failed(tx: Transaction, tenancy_id: str, step: str, reason: str) 
     await record(tx, f"tenancy.{step}.failed", tenancy.id, reason=reason[:500])
     if first_failure:
         tx.emit(_failed(tenancy.id, step, reason))
+        await reorganisation_service.target_failed(tx, tenancy.id, reason)
 
 
 async def request_offboarding(
@@ -263,6 +268,11 @@ async def request_offboarding(
     refusal = tenancy.offboarding_refusal()
     if refusal is not None:
         raise RequestRefused(refusal)
+    if await MoveRepository(tx.conn).in_progress(tenancy_id):
+        raise RequestRefused(
+            f"tenancy {tenancy_id} is being moved into its successor's in a reorganisation;"
+            " offboard it if the move fails"
+        )
     manifest = await CatalogueRepository(tx.conn).get(tenancy.service_id)
     if manifest is None:
         raise RequestRefused(f"service: {tenancy.service_id!r} is no longer in the catalogue")

@@ -1,5 +1,6 @@
-"""For operators and council admins: the coming council reorganisations and what happens to
-each tenancy of a replaced council, by the API's own rule (:mod:`api.routes.reorganisations`)."""
+"""For operators and council admins: the coming council reorganisations, what happens to each
+tenancy of a replaced council and, once a plan is applied, where each move is, by the API's own
+rule (:mod:`api.routes.reorganisations`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
-from api.routes.reorganisations import plan_for
+from api.routes.reorganisations import moves_for, plan_for
 from api.tokens import Role
 from api.web.routing import Context, PageRoute, signed_in
 from services.onboarding.reorganisation import LONDON, Plan, Readiness
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+MOVE_TAGS = {
+    "requested": {"text": "Requested", "classes": "govuk-tag--grey"},
+    "target-provisioning": {"text": "Successor's tenancy being made", "classes": "govuk-tag--blue"},
+    "moving": {"text": "Moving", "classes": "govuk-tag--blue"},
+    "moved": {"text": "Moved", "classes": "govuk-tag--green"},
+    "failed": {"text": "Failed", "classes": "govuk-tag--red"},
+}
 TAGS = {
     Readiness.READY: {"text": "Ready", "classes": "govuk-tag--green"},
     Readiness.WAITING: {"text": "Waiting", "classes": "govuk-tag--yellow"},
@@ -26,7 +34,10 @@ async def reorganisations(ctx: Annotated[Context, Depends(signed_in)]) -> Respon
     who = await ctx.require(Role.OPERATOR, Role.COUNCIL_ADMIN)
     today = datetime.now(LONDON).date()
     plans = [
-        _shown(await plan_for(ctx.deps, who, vesting, []))
+        {
+            **_shown(await plan_for(ctx.deps, who, vesting, [])),
+            "moves": [_move(m) for m in await moves_for(ctx.deps, who, vesting)],
+        }
         for vesting in ctx.deps.councils.vesting_days(today)
     ]
     return ctx.render("reorganisations.html", {"plans": plans})
@@ -58,4 +69,18 @@ def _shown(plan: Plan) -> dict[str, Any]:
             }
             for t in plan.tenancies
         ],
+    }
+
+
+def _move(move: dict[str, Any]) -> dict[str, Any]:
+    tables = move["tables"] or []
+    return {
+        "source": move["source"],
+        "target": move["target"],
+        "council": move["council"],
+        "successor": move["successor"],
+        "service": f"{move['service_id']} ({move['tier']})",
+        "tag": MOVE_TAGS.get(move["status"], {"text": move["status"], "classes": ""}),
+        "rows": sum(t["source_rows"] for t in tables) if move["tables"] is not None else None,
+        "reason": f"{move['failed_step']}: {move['reason']}" if move["reason"] else None,
     }

@@ -1,0 +1,151 @@
+"""Carrying out a reorganisation plan (issue 18): what ``apply`` locks and what becomes of each
+predecessor tenancy's move into its successor's. Plain Python, free of I/O.
+
+A move is ``requested`` when the plan is applied, ``target-provisioning`` while the successor's
+tenancy is made, ``moving`` while isolation moves the data and ``moved`` once they are verified
+there, which is when the predecessor's tenancy ends. Until then the predecessor's tenancy is
+active and untouched, so a move that fails (``failed``, with the step and the reason) leaves it
+as it was, and applying the plan again asks for the failed moves once more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from services.onboarding.councils import CouncilRegister
+from services.onboarding.reorganisation import Kind, Party, Plan, Readiness, TenancyPlan
+from shared.events import Acceptance, Council, MoveRequestedData, SuccessorAgreement
+
+
+class PlanNotApplicable(ValueError):
+    """A plan that cannot be carried out as it stands; the message says what must change."""
+
+
+class MoveStatus(StrEnum):
+    REQUESTED = "requested"
+    TARGET_PROVISIONING = "target-provisioning"
+    MOVING = "moving"
+    MOVED = "moved"
+    FAILED = "failed"
+
+
+@dataclass
+class Move:
+    source: str
+    target: str
+    status: MoveStatus
+    failed_step: str | None = None
+    reason: str | None = None
+    attempts: int = 1
+
+    def wait_for_target(self) -> bool:
+        if self.status is not MoveStatus.REQUESTED:
+            return False
+        self.status = MoveStatus.TARGET_PROVISIONING
+        return True
+
+    def start_moving(self) -> bool:
+        """The successor's tenancy is active: True when the data move is to be asked for now."""
+        if self.status not in (MoveStatus.REQUESTED, MoveStatus.TARGET_PROVISIONING):
+            return False
+        self.status = MoveStatus.MOVING
+        return True
+
+    def moved(self) -> bool:
+        if self.status is not MoveStatus.MOVING:
+            return False  # a late or repeated result of a move already settled
+        self.status = MoveStatus.MOVED
+        return True
+
+    def fail(self, step: str, reason: str) -> bool:
+        if self.status in (MoveStatus.MOVED, MoveStatus.FAILED):
+            return False
+        self.status = MoveStatus.FAILED
+        self.failed_step = step
+        self.reason = reason
+        return True
+
+    def retry(self) -> bool:
+        if self.status is not MoveStatus.FAILED:
+            return False
+        self.status = MoveStatus.REQUESTED
+        self.failed_step = None
+        self.reason = None
+        self.attempts += 1
+        return True
+
+
+def locked(found: Plan) -> tuple[TenancyPlan, ...]:
+    """The plan's tenancies, if every one can be carried out now; otherwise every reason."""
+    if not found.tenancies:
+        raise PlanNotApplicable(
+            f"on: no live tenancy belongs to a council replaced on {found.vesting.isoformat()}"
+        )
+    not_ready = [t for t in found.tenancies if t.readiness is not Readiness.READY]
+    if not_ready:
+        reasons = "; ".join(
+            f"tenancy {t.tenancy_id} ({t.council.label}, {t.service_id}) is {t.readiness}: "
+            + ", ".join(t.reasons)
+            for t in not_ready
+        )
+        raise PlanNotApplicable(f"the plan for {found.vesting.isoformat()} is not ready: {reasons}")
+    return found.tenancies
+
+
+def checksum(found: Plan) -> str:
+    """The plan as it was applied, so a later look can tell it from the plan shown today."""
+    canonical = json.dumps(found.as_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def move_request(
+    register: CouncilRegister,
+    found: Plan,
+    tenancy: TenancyPlan,
+    predecessor_gss: str,
+    acceptance: Acceptance,
+) -> MoveRequestedData:
+    """What the move of one ready tenancy needs, fixed when the plan is applied: the workers
+    carry it out from this alone, whatever the reference data say by then."""
+    assert tenancy.successor is not None  # a ready tenancy has both
+    host = council_of(register, tenancy.successor)
+    served = [council_of(register, party) for party in tenancy.served]
+    return MoveRequestedData(
+        vesting=found.vesting,
+        kind=tenancy.kind.value,
+        source=tenancy.tenancy_id,
+        predecessor=predecessor_gss,
+        service_id=tenancy.service_id,
+        tier=tenancy.tier,
+        successor=host,
+        creates_target=tenancy.creates_target,
+        agreement=SuccessorAgreement(
+            novated_from=tenancy.tenancy_id,
+            host=host,
+            served=served,
+            cost_shared=tenancy.kind is Kind.SPLIT and bool(served),
+            acceptance=acceptance,
+        ),
+    )
+
+
+def council_of(register: CouncilRegister, party: Party) -> Council:
+    record = register.find(party.register_code)
+    if record is None or not record.gss:  # a ready plan has only successors with GSS codes
+        raise PlanNotApplicable(f"successor {party.label} has no GSS code yet")
+    return Council(gss=record.gss, name=record.name, nation=record.nation, slug=record.slug or None)
+
+
+def hosts_differ(applied: Mapping[str, str], given: Mapping[str, str]) -> str | None:
+    """Why applying again with ``given`` hosts is refused, or None when they are the same."""
+    if dict(applied) == dict(given):
+        return None
+    shown = ", ".join(f"{p}={h}" for p, h in sorted(applied.items())) or "none"
+    return (
+        f"host: the plan was applied with hosts {shown}; applying it again carries out the "
+        "same plan, so name the same hosts"
+    )
