@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 _provider: TracerProvider | None = None
+_users = 0  # callers of configure_tracing that have not shut it down yet
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -67,7 +68,10 @@ def _span_record(span: ReadableSpan) -> dict[str, Any]:
 
 
 def configure_tracing(service: str, otlp_endpoint: str | None, spans_file: Path) -> TracerProvider:
-    global _provider
+    """The process's tracer provider, made by the first caller. Each caller is a user until it
+    calls :func:`shutdown_tracing`."""
+    global _provider, _users
+    _users += 1
     if _provider is not None:
         return _provider
     provider = TracerProvider(resource=Resource.create({"service.name": f"tenancy-{service}"}))
@@ -86,13 +90,22 @@ def configure_tracing(service: str, otlp_endpoint: str | None, spans_file: Path)
 
 
 def shutdown_tracing() -> None:
-    global _provider
-    if _provider is not None:
+    """One user is done; the last one flushes and closes the provider. Several workers in one
+    process (the tests run a few sets) share it, and OpenTelemetry lets a process set its
+    provider only once: closed by the first to stop, the others' spans would be lost."""
+    global _provider, _users
+    _users = max(0, _users - 1)
+    if _users == 0 and _provider is not None:
         _provider.shutdown()
         _provider = None
 
 
 def tracer() -> trace.Tracer:
+    # The process's provider, not OpenTelemetry's global one, which can be set only once: a
+    # provider made after an earlier one was shut down (the tests start and stop sets of
+    # workers) is the one that records.
+    if _provider is not None:
+        return _provider.get_tracer("tenancy")
     return trace.get_tracer("tenancy")
 
 
