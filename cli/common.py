@@ -19,7 +19,7 @@ out = Console()
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-TERMINAL_STATES = {"active", "failed", "offboarded"}
+TERMINAL_STATES = {"active", "failed", "offboarded", "reorganised"}
 Answer = TypeVar("Answer")
 
 

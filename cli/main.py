@@ -14,6 +14,7 @@ from opentelemetry import trace
 from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
+from api.reorganised import reorganisation_of
 from cli import audit as audit_commands
 from cli import branding, credentials, dlq, metering, migrations, offboarding, reorganise, tokens
 from cli import trace as trace_command
@@ -246,7 +247,10 @@ def status(
 
             async def ask() -> dict[str, Any] | None:
                 async with pool.acquire() as conn:
-                    return await TenancyRepository(conn).status(tenancy_id)
+                    found = await TenancyRepository(conn).status(tenancy_id)
+                    if found is not None:
+                        found.update(await reorganisation_of(conn, tenancy_id))
+                    return found
 
             return await poll(
                 ask, lambda found: found is None or found["state"] in TERMINAL_STATES, wait
@@ -269,7 +273,9 @@ def status(
 
 
 def print_status(found: dict[str, Any]) -> None:
-    colour = {"active": "green", "failed": "red"}.get(found["state"], "yellow")
+    colour = {"active": "green", "failed": "red", "reorganised": "magenta"}.get(
+        found["state"], "yellow"
+    )
     out.print(
         f"tenancy [bold]{found['id']}[/]: {found['council_name']} ({found['council']}) in "
         f"[bold]{found['service']}[/] is [bold {colour}]{found['state']}[/]"
@@ -284,7 +290,15 @@ def print_status(found: dict[str, Any]) -> None:
         table.add_row(step["step"], step["status"], step["at"])
     if found["active_at"]:
         table.add_row("active", "done", found["active_at"])
+    if found.get("reorganised_at"):
+        table.add_row("reorganised", "done", found["reorganised_at"])
     out.print(table)
+    if into := found.get("reorganised_into"):
+        out.print(
+            f"reorganised into tenancy {into['id']}: {into['council_name']} ({into['council']}),"
+            " which holds its data and is billed from vesting day",
+            highlight=False,
+        )
     if theme := found["branding"]:
         out.print(f"theme version {theme['version']}: {theme['css']}", highlight=False)
         if domain := theme["domain"]:

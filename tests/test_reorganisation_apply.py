@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import pytest
 
 from services.isolation import merge
 from services.isolation.databases import ServiceDatabases
+from services.metering.repository import Billing
+from services.metering.service import close_period
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.moves import PlanNotApplicable
 from services.onboarding.reorganisation import parse_hosts
@@ -31,6 +33,8 @@ from services.onboarding.service import Person, RequestRefused
 from shared import db
 from shared.catalogue import ServiceManifest
 from shared.identifiers import service_database_name, tenant_object_name
+from shared.messaging import publish_json
+from shared.outbox import UnitOfWork
 from shared.topics import Topic
 from tests.harness import Client, Slice, cli, events_on, in_process_workers, load_example_catalogue
 from tests.harness import offboard as offboard_tenancy
@@ -253,6 +257,23 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
         await asyncio.sleep(0.1)
 
 
+async def closed_in_metering(area: Area, tenancy_id: str, timeout: float = 20.0) -> asyncpg.Record:
+    """The predecessor's row in metering, once metering has acted on its reorganisation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with area.client.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT closed_at, reorganised_into::text AS into FROM metering.tenancies"
+                " WHERE tenancy_id = $1",
+                tenancy_id,
+            )
+        if row is not None and row["into"] is not None:
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"metering did not close {tenancy_id}: {row}")
+        await asyncio.sleep(0.1)
+
+
 def name_of(area: Area, code: str) -> str:
     found = area.register.find(code)
     assert found is not None
@@ -354,6 +375,58 @@ async def test_surrey_districts_merge_into_east_surrey_in_every_tier(area: Area)
     assert epsom_bins["data"]["successor"] == EAST_SURREY
 
 
+async def test_metering_bills_each_predecessor_to_vesting_and_its_successor_after(
+    area: Area,
+) -> None:
+    from tests.test_metering import publish, usage_event, wait_counted
+
+    moves = await settled(area, SURREY_VESTING)
+    closes_at = datetime(2027, 3, 31, 23, tzinfo=UTC)  # midnight starting 1 April, BST
+    for service, last in zip(TIERS.values(), ("2027-03", "2027-03", "FY2026-27"), strict=True):
+        for council in (ELMBRIDGE, EPSOM):
+            predecessor = area.of(council, service)
+            row = await closed_in_metering(area, predecessor)
+            assert (row["closed_at"], row["into"]) == (closes_at, moves[predecessor]["target"])
+            async with area.client.pool.acquire() as conn:
+                details = await conn.fetch(
+                    "SELECT detail FROM audit.log WHERE tenancy_id = $1"
+                    " AND action = 'billing.reorganisation.closed'",
+                    predecessor,
+                )
+            assert [d["detail"]["final_invoice"] for d in details] == [f"with the close of {last}"]
+
+    # Before vesting day the predecessor's usage is still its own, though it is reorganised.
+    bins = TIERS["schema"]
+    epsom, target = area.of(EPSOM, bins), moves[area.of(EPSOM, bins)]["target"]
+    now = datetime.now(UTC)
+    await publish(area.slice, [usage_event(epsom, "missed_bin_reports", time=now, source=bins)])
+    await wait_counted(area.client.pool, epsom, 1)
+
+    # March 2027 closed ahead of time (the CLI waits for a period to be over), as metering would.
+    metering = UnitOfWork(
+        area.client.pool,
+        "metering",
+        lambda payload, **kw: publish_json(area.client.broker, payload, **kw),
+        area.slice.prefix,
+    )
+    async with area.client.pool.acquire() as conn:
+        manifest = await CatalogueRepository(conn).get(bins)
+    assert manifest is not None
+    for _ in range(2):  # the second close finds the period closed and issues nothing
+        async with metering.transaction() as tx:
+            await close_period(tx, manifest, "2027-03")
+    async with area.client.pool.acquire() as conn:
+        issued = {i["tenancy_id"]: i for i in await Billing(conn).invoices(bins, "2027-03")}
+        finals = await conn.fetchval(
+            "SELECT count(*) FROM metering.invoices WHERE tenancy_id = $1 AND final", epsom
+        )
+    assert issued[epsom]["final"]
+    assert issued[area.of(ELMBRIDGE, bins)]["final"]
+    assert issued[epsom]["total_pence"] == 5000  # the month's fee, the last it pays
+    assert not issued[target]["final"]
+    assert finals == 1
+
+
 async def test_a_repeated_data_move_reports_the_move_already_made(area: Area) -> None:
     moves = await settled(area, SURREY_VESTING)
     databases = ServiceDatabases(area.slice.server_dsn, area.slice.name)
@@ -430,6 +503,13 @@ async def test_cumbria_is_split_hosted_by_cumberland_through_the_cli(area: Area)
         assert agreement.cost_shared
         assert agreement.novated_from == county
         assert agreement.acceptance.role == "operator, on the successor's behalf"
+        # The host's meters record whom it serves, sharing its costs.
+        await closed_in_metering(area, county)
+        async with area.client.pool.acquire() as conn:
+            shared = await conn.fetchval(
+                "SELECT shared_with FROM metering.tenancies WHERE tenancy_id = $1", move["target"]
+            )
+        assert shared == [WESTMORLAND]
     # Allerdale merges into the same Cumberland tenancy the county's split made.
     allerdale = area.of(ALLERDALE, TIERS["schema"])
     assert moves[allerdale]["target"] == moves[area.of(CUMBRIA, TIERS["schema"])]["target"]
@@ -477,16 +557,18 @@ async def test_the_api_shows_each_move_to_the_councils_party_to_it(area: Area) -
     try:
         await asyncio.to_thread(process.wait_ready)
 
-        async def moves_seen_by(role: Role, council: str | None) -> list[dict[str, Any]]:
+        async def seen_by(role: Role, council: str | None, path: str, status: int = 200) -> Any:
             async with area.client.pool.acquire() as conn:
                 token, _ = await create(conn, role, council, None, "tests")
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                answer = await http.get(
-                    "/reorganisations/2027-04-01/moves",
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            assert answer.status_code == 200, answer.text
-            found: list[dict[str, Any]] = answer.json()
+                answer = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == status, answer.text
+            return answer.json()
+
+        async def moves_seen_by(role: Role, council: str | None) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = await seen_by(
+                role, council, "/reorganisations/2027-04-01/moves"
+            )
             return found
 
         everything = await moves_seen_by(Role.OPERATOR, None)
@@ -496,6 +578,57 @@ async def test_the_api_shows_each_move_to_the_councils_party_to_it(area: Area) -
         assert {m["source"] for m in epsom} == {area.of(EPSOM, s) for s in TIERS.values()}
         assert len(await moves_seen_by(Role.COUNCIL_ADMIN, EAST_SURREY)) == 8
         assert await moves_seen_by(Role.COUNCIL_ADMIN, CUMBERLAND) == []
+
+        # What each successor inherits, on any vesting day; a predecessor inherits nothing.
+        inherited = "/reorganisations/inherited"
+        east = await seen_by(Role.COUNCIL_ADMIN, EAST_SURREY, inherited)
+        assert len(east) == 8
+        assert {(m["vesting"], m["successor_gss"], m["status"]) for m in east} == {
+            ("2027-04-01", EAST_SURREY, "moved")
+        }
+        assert await seen_by(Role.COUNCIL_ADMIN, EPSOM, inherited) == []
+        served = await seen_by(Role.COUNCIL_ADMIN, WESTMORLAND, inherited)
+        assert {m["source"] for m in served} == {area.of(CUMBRIA, s) for s in TIERS.values()}
+        assert {(m["kind"], m["successor_gss"]) for m in served} == {("split", CUMBERLAND)}
+        assert served[0]["served"] == [{"gss": WESTMORLAND, "name": name_of(area, "WAF")}]
+        await seen_by(Role.OPERATOR, None, inherited, status=403)
+
+        # A reorganised tenancy says where it went, through the API and the CLI.
+        epsom_bins = area.of(EPSOM, TIERS["schema"])
+        target = next(m["target"] for m in everything if m["source"] == epsom_bins)
+        status = await seen_by(Role.COUNCIL_ADMIN, EPSOM, f"/tenancies/{epsom_bins}")
+        assert status["state"] == "reorganised"
+        assert status["reorganised_into"] == {
+            "id": target,
+            "council": EAST_SURREY,
+            "council_name": name_of(area, "ESU"),
+        }
+        assert "reorganised" in [step["step"] for step in status["timeline"]]
+        shown_by_cli = await cli(area.slice, "status", epsom_bins, env={"COLUMNS": "200"})
+        assert shown_by_cli.returncode == 0, shown_by_cli.stderr
+        assert "is reorganised" in shown_by_cli.stdout
+        assert f"reorganised into tenancy {target}: {name_of(area, 'ESU')}" in shown_by_cli.stdout
+
+        async with area.client.pool.acquire() as conn:
+            successor_token, _ = await create(conn, Role.COUNCIL_ADMIN, EAST_SURREY, None, "tests")
+            operator_token, _ = await create(conn, Role.OPERATOR, None, None, "tests")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            web = Browserless(http)
+            await web.sign_in(successor_token)
+            page = await web.get("/manage/reorganisations")
+        assert page.status_code == 200, page.text
+        section = text_of(page.text).split("Tenancies your council inherits", 1)[1]
+        assert "Epsom and Ewell" in section
+        assert "Merge on 1 April 2027" in section
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            web = Browserless(http)
+            await web.sign_in(operator_token)
+            listed = text_of((await web.get("/manage")).text)
+            one = text_of((await web.get(f"/tenancy/{epsom_bins}")).text)
+        assert "Reorganised (" in listed
+        assert f"Moved into {name_of(area, 'ESU')}" in listed
+        assert "Reorganised" in one
+        assert f"Moved into {name_of(area, 'ESU')} ({EAST_SURREY}), tenancy {target}" in one
 
         async with area.client.pool.acquire() as conn:
             token, _ = await create(conn, Role.COUNCIL_ADMIN, EPSOM, None, "tests")

@@ -259,3 +259,15 @@ def test_an_overlong_name_is_the_name_s_error_not_the_email_s() -> None:
         FormData({"contact-name": "x" * 201, "contact-email": "clerk@wigan.gov.uk"}), errors
     )
     assert errors.found == [("contact-name", "Name must be 200 characters or fewer")]
+
+
+def test_a_reorganised_tenancy_has_a_state_of_its_own_everywhere() -> None:
+    from api.web.pages.manage import STATE_ORDER
+    from api.web.presenters import FINISHED, STEPS, state_tag
+    from cli.common import TERMINAL_STATES
+
+    assert state_tag("reorganised") == {"text": "Reorganised", "classes": "govuk-tag--purple"}
+    assert STATE_ORDER[-1] == "reorganised"  # ended: after the ones still in use
+    assert "reorganised" in FINISHED  # the status page stops asking again
+    assert "reorganised" in TERMINAL_STATES  # and so does tenancy status --wait
+    assert STEPS["reorganised"] == "Moved to the successor council"

@@ -84,6 +84,53 @@ async def coming(
     ]
 
 
+# What a council inherits: the moves into its tenancies (a merge's successor, a split's host)
+# and into a host's tenancy that serves it.
+_INHERITS = (
+    "($1::text IS NULL OR m.service_id = $1) AND (m.request->'agreement'->'host'->>'gss' = $2"
+    " OR m.request->'agreement'->'served' @> jsonb_build_array(jsonb_build_object('gss', $2)))"
+)
+
+
+async def inherited_by(deps: Platform, who: Principal) -> list[dict[str, Any]]:
+    """Every move of any applied plan, past or coming, that brings a predecessor's tenancy to
+    the caller's council, as successor, host, or a council the host serves."""
+    async with deps.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT m.vesting, m.kind, m.source_tenancy_id::text AS source,"
+            " m.target_tenancy_id::text AS target, m.service_id, m.tier, m.status,"
+            " t.council_name AS council, t.council_gss, t.state AS source_state,"
+            " m.request->'successor'->>'name' AS successor,"
+            " m.request->'successor'->>'gss' AS successor_gss,"
+            " m.request->'agreement'->'served' AS served"
+            " FROM onboarding.reorganisation_moves m"
+            " JOIN onboarding.tenancies t ON t.id = m.source_tenancy_id"
+            f" WHERE {_INHERITS} ORDER BY m.vesting, m.service_id, t.council_name",
+            who.service,
+            who.council,
+        )
+    return [
+        {
+            **dict(row),
+            "vesting": row["vesting"].isoformat(),
+            "served": [{"gss": c["gss"], "name": c["name"]} for c in row["served"] or []],
+        }
+        for row in rows
+    ]
+
+
+@router.get("/reorganisations/inherited", responses=documented(401, 403, 429))
+async def inherited(
+    deps: Annotated[Platform, Depends(platform)],
+    who: Annotated[Principal, Depends(allow(Role.COUNCIL_ADMIN))],
+) -> list[dict[str, Any]]:
+    """For a council's admin: each tenancy its council inherits from a council replaced in a
+    reorganisation, on any vesting day, with where its move is (``moved`` once its data are
+    in the successor's tenancy, ``target``). ``served`` names the councils a split's host
+    serves, sharing its cost."""
+    return await inherited_by(deps, who)
+
+
 @router.get("/reorganisations/{vesting}", responses=documented(401, 403, 422, 429))
 async def on_day(
     vesting: date,

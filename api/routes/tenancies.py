@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from api.access import TenancyScope, allow, runs, sees, sql_scope
 from api.platform import Platform, platform
 from api.problems import Problem, documented
+from api.reorganised import reorganisation_of
 from api.schemas import BrandIn, OffboardIn, OnboardIn
 from api.tokens import Principal, Role
 from services.branding.brand_file import BrandRefused, validate_brand
@@ -54,7 +55,7 @@ def with_timeline(status: dict[str, Any]) -> dict[str, Any]:
     events = [("requested", "done", status["requested_at"])]
     events += [("registered", "done", status["registered_at"])] if status["registered_at"] else []
     events += [(s["step"], s["status"], s["at"]) for s in status["steps"]]
-    for key in ("active", "failed", "offboarding", "offboarded"):
+    for key in ("active", "failed", "offboarding", "offboarded", "reorganised"):
         if status.get(f"{key}_at"):
             events.append((key, "done", status[f"{key}_at"]))
     status["timeline"] = [
@@ -200,6 +201,8 @@ async def tenancy_status(
     """A tenancy's state, its steps and a timeline with the seconds each took."""
     async with deps.pool.acquire() as conn:
         found = await TenancyRepository(conn).status(await visible(conn, who, tenancy_id))
+        if found is not None:
+            found.update(await reorganisation_of(conn, found["id"]))
     if found is None:
         raise Problem(404, f"no tenancy {tenancy_id}")
     return with_timeline(found)

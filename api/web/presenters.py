@@ -38,6 +38,7 @@ STATES = {
     "failed": ("red", "Failed"),
     "offboarding": ("orange", "Leaving"),
     "offboarded": ("grey", "Left"),
+    "reorganised": ("purple", "Reorganised"),
 }
 STEPS = {
     "requested": "Request received",
@@ -49,8 +50,9 @@ STEPS = {
     "failed": "Stopped with a problem",
     "offboarding": "Leaving started",
     "offboarded": "Left the service",
+    "reorganised": "Moved to the successor council",
 }
-FINISHED = frozenset({"active", "failed", "offboarded"})
+FINISHED = frozenset({"active", "failed", "offboarded", "reorganised"})
 
 
 def state_tag(state: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from shared.events import (
     MeteringEnabled,
     OffboardingRequested,
     TenancyRegistered,
+    TenancyReorganised,
 )
 from shared.failpoints import failpoint
 from shared.logging import get_logger
@@ -91,6 +92,12 @@ def register(worker: Worker, settings: MeteringSettings) -> None:
         async with worker.uow.transaction(event) as tx:
             if not tx.duplicate:
                 await service.final_invoice(tx, event.data.service, event.subject)
+
+    @worker.subscriber(Topic.TENANCY_REORGANISED)
+    async def on_tenancy_reorganised(event: TenancyReorganised) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await service.close_for_reorganisation(tx, event.subject, event.data)
 
 
 async def count_batch(worker: Worker, records: list[Any]) -> None:

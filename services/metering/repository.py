@@ -90,19 +90,58 @@ class Meters:
             tenancy_id,
         )
 
+    async def close_into(self, tenancy_id: str, closes_at: datetime, successor: str) -> None:
+        """A reorganised predecessor's meters close at ``closes_at``, which may be days ahead:
+        until then its usage counts for it, from then on for ``successor``."""
+        await self.conn.execute(
+            "UPDATE metering.tenancies SET closed_at = $2, reorganised_into = $3"
+            " WHERE tenancy_id = $1",
+            tenancy_id,
+            closes_at,
+            successor,
+        )
+        await self.conn.execute(
+            "UPDATE metering.meters SET closed_at = $2 WHERE tenancy_id = $1", tenancy_id, closes_at
+        )
+
+    async def share_with(self, tenancy_id: str, councils: Sequence[str]) -> None:
+        """Record on a split's host the councils it serves, sharing its costs."""
+        await self.conn.execute(
+            "UPDATE metering.tenancies SET shared_with = ARRAY(SELECT DISTINCT c FROM"
+            " unnest(shared_with || $2::text[]) AS c ORDER BY c) WHERE tenancy_id = $1",
+            tenancy_id,
+            list(councils),
+        )
+
+    async def plan(self, service_id: str) -> ServiceManifest | None:
+        """The service's manifest as its latest tenancy registered it."""
+        raw = await self.conn.fetchval(
+            "SELECT manifest FROM metering.plans WHERE service_id = $1", service_id
+        )
+        return ServiceManifest.model_validate(raw) if raw is not None else None
+
     async def of_tenancies(self, tenancy_ids: list[str]) -> dict[str, TenancyMeters]:
         rows = await self.conn.fetch(
-            "SELECT t.tenancy_id::text, t.service_id, t.period_kind, t.closed_at IS NOT NULL"
-            " AS closed, m.meter_key, m.aggregation FROM metering.tenancies t"
-            " LEFT JOIN metering.meters m USING (tenancy_id) WHERE t.tenancy_id = ANY($1::uuid[])",
+            "SELECT t.tenancy_id::text, t.service_id, t.period_kind,"
+            " t.closed_at IS NOT NULL AND t.reorganised_into IS NULL AS closed,"
+            " CASE WHEN t.reorganised_into IS NOT NULL THEN t.closed_at END AS closes_at,"
+            " t.reorganised_into::text AS successor, m.meter_key, m.aggregation"
+            " FROM metering.tenancies t LEFT JOIN metering.meters m USING (tenancy_id)"
+            " WHERE t.tenancy_id = ANY($1::uuid[])",
             tenancy_ids,
         )
         found: dict[str, TenancyMeters] = {}
         for row in rows:
-            tenancy = found.setdefault(
-                row["tenancy_id"],
-                TenancyMeters(row["service_id"], PeriodKind(row["period_kind"]), row["closed"], {}),
-            )
+            tenancy = found.get(row["tenancy_id"])
+            if tenancy is None:
+                tenancy = found[row["tenancy_id"]] = TenancyMeters(
+                    row["service_id"],
+                    PeriodKind(row["period_kind"]),
+                    row["closed"],
+                    {},
+                    row["closes_at"],
+                    row["successor"],
+                )
             if row["meter_key"] is not None:
                 tenancy.meters[row["meter_key"]] = Aggregation(row["aggregation"])
         return found
@@ -212,6 +251,55 @@ class UsageLedger:
         )
 
 
+async def counted_months(conn: Connection, tenancy_id: str, since: str) -> list[str]:
+    """The calendar months from ``since`` on in which the tenancy has usage counted."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT month FROM metering.usage_totals WHERE tenancy_id = $1 AND month >= $2"
+        " ORDER BY month",
+        tenancy_id,
+        since,
+    )
+    return [row["month"] for row in rows]
+
+
+async def move_usage(conn: Connection, source: str, target: str, months: list[str]) -> None:
+    """Count what ``source`` counted in ``months`` for ``target`` instead, added to what it
+    has (both tenancies are of one service, so they have the same meters)."""
+    await conn.execute(
+        "WITH moved AS (DELETE FROM metering.usage_totals WHERE tenancy_id = $1"
+        "   AND month = ANY($3::text[]) RETURNING *)"
+        " INSERT INTO metering.usage_totals AS t"
+        " (tenancy_id, meter_key, month, events, total, peak)"
+        " SELECT $2::uuid, meter_key, month, events, total, peak FROM moved"
+        " ORDER BY meter_key, month"
+        " ON CONFLICT (tenancy_id, meter_key, month) DO UPDATE SET"
+        " events = t.events + EXCLUDED.events, total = t.total + EXCLUDED.total,"
+        " peak = GREATEST(t.peak, EXCLUDED.peak)",
+        source,
+        target,
+        months,
+    )
+    await conn.execute(
+        "WITH moved AS (DELETE FROM metering.unique_values WHERE tenancy_id = $1"
+        "   AND month = ANY($3::text[]) RETURNING *)"
+        " INSERT INTO metering.unique_values (tenancy_id, meter_key, month, value)"
+        " SELECT $2::uuid, meter_key, month, value FROM moved ORDER BY 2, 3, 4"
+        " ON CONFLICT DO NOTHING",
+        source,
+        target,
+        months,
+    )
+    # Unindexed by tenancy (counting inserts into it, and an index would slow that): a scan, for
+    # a plan applied after vesting day only.
+    await conn.execute(
+        "UPDATE metering.usage_events SET tenancy_id = $2 WHERE tenancy_id = $1"
+        " AND month = ANY($3::text[])",
+        source,
+        target,
+        months,
+    )
+
+
 async def usage_of(conn: Connection, tenancy_id: str, months: list[str]) -> dict[str, Decimal]:
     """Each of the tenancy's meters and its value over the given months."""
     rows = await conn.fetch(
@@ -243,6 +331,18 @@ class BilledTenancy:
     period_kind: PeriodKind
     open_during: bool = True  # its meters were open during the period being billed
     closed: bool = False  # it left: its meters are closed and its final invoice issued
+    # A reorganised predecessor: when its meters close (its final invoice is for the period
+    # that ends then) and the successor's tenancy its later usage counts for.
+    closes_at: datetime | None = None
+    reorganised_into: str | None = None
+
+    def final_in(self, start: datetime, end: datetime) -> bool:
+        """Whether the period from ``start`` to ``end`` is this predecessor's last."""
+        return (
+            self.reorganised_into is not None
+            and self.closes_at is not None
+            and start < self.closes_at <= end
+        )
 
 
 class Billing:
@@ -277,15 +377,16 @@ class Billing:
     async def to_invoice(
         self, service_id: str, period: str, months: list[str], start: datetime, end: datetime
     ) -> list[BilledTenancy]:
-        """Tenancies whose meters were open during the period, that used it, or that have late
-        usage of earlier periods to adjust, and that have no invoice for it yet (one that left
-        already had its final one)."""
+        """Tenancies whose meters were open during the period (a predecessor's, closed the instant
+        its successor's billing begins, were not open during the period that begins then), that
+        used it, or that have late usage of earlier periods to adjust, and that have no invoice
+        for it yet (one that left already had its final one)."""
         rows = await self.conn.fetch(
-            "SELECT t.*, (t.opened_at < $5 AND (t.closed_at IS NULL OR t.closed_at >= $4))"
+            "SELECT t.*, (t.opened_at < $5 AND (t.closed_at IS NULL OR t.closed_at > $4))"
             " AS open_during FROM metering.tenancies t WHERE t.service_id = $1"
             " AND NOT EXISTS (SELECT 1 FROM metering.invoices i"
             "   WHERE i.tenancy_id = t.tenancy_id AND i.period = $2)"
-            " AND ((t.opened_at < $5 AND (t.closed_at IS NULL OR t.closed_at >= $4))"
+            " AND ((t.opened_at < $5 AND (t.closed_at IS NULL OR t.closed_at > $4))"
             "   OR EXISTS (SELECT 1 FROM metering.usage_totals u"
             "     WHERE u.tenancy_id = t.tenancy_id AND u.month = ANY($3::text[]))"
             "   OR EXISTS (SELECT 1 FROM metering.late_usage l WHERE l.tenancy_id = t.tenancy_id))"
@@ -374,4 +475,6 @@ def _billed(row: Any) -> BilledTenancy:
         period_kind=PeriodKind(row["period_kind"]),
         open_during=row.get("open_during", True),
         closed=row["closed_at"] is not None,
+        closes_at=row["closed_at"] if row["reorganised_into"] else None,
+        reorganised_into=str(row["reorganised_into"]) if row["reorganised_into"] else None,
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from services.metering import invoicing, usage
@@ -19,12 +20,15 @@ from services.metering.repository import (
     Meters,
     Reach,
     UsageLedger,
+    counted_months,
     lock_services,
     lock_services_of,
+    move_usage,
     usage_of,
 )
 from services.metering.tally import Tally
 from services.metering.usage import Record, Rejection, TenancyMeters, Usage
+from shared import audit
 from shared.catalogue import PeriodKind, Pricing, ServiceManifest
 from shared.db import Connection
 from shared.events import (
@@ -34,6 +38,7 @@ from shared.events import (
     InvoiceLine,
     MeteringEnabled,
     MeteringEnabledData,
+    TenancyReorganisedData,
 )
 from shared.outbox import Transaction
 
@@ -150,8 +155,17 @@ class _Batch:
         # waited for its service is seen closed. Held to the commit, the locks keep what was
         # read true for the rest of the batch.
         await lock_services_of(self.conn, subjects)
-        found = await Meters(self.conn).of_tenancies(subjects)
+        meters = Meters(self.conn)
+        found = await meters.of_tenancies(subjects)
         self.tenancies.update({subject: found.get(subject) for subject in subjects})
+        # A reorganised predecessor's successor, in the same service (so under the same lock):
+        # usage sent under the old id from vesting on counts for it.
+        successors = sorted(
+            {t.successor for t in found.values() if t.successor} - set(self.tenancies)
+        )
+        if successors:
+            more = await meters.of_tenancies(successors)
+            self.tenancies.update({s: more.get(s) for s in successors})
 
     def check(self, start: int, read: list[Usage | Rejection]) -> list[tuple[int, Usage]]:
         """The events of one chunk that may be counted, each the first of its (source, id) in
@@ -161,7 +175,13 @@ class _Batch:
             if isinstance(item, Rejection):
                 self.rejected.append((index, item))
                 continue
-            problem = usage.check(item, self.tenancies[item.subject])
+            tenancy = self.tenancies[item.subject]
+            if tenancy is not None and tenancy.successor is not None:
+                successor = usage.counts_for(item, tenancy)
+                if successor is not None:  # counted, and its reach marked, as the successor's
+                    item.subject = successor
+                    tenancy = self.tenancies[successor]
+            problem = usage.check(item, tenancy)
             if problem is not None:
                 self.rejected.append((index, problem))
                 continue
@@ -239,7 +259,10 @@ async def close_period(tx: Transaction, service: ServiceManifest, text: str) -> 
     usages = {t.tenancy_id: await usage_of(tx.conn, t.tenancy_id, months) for t in tenancies}
     shares = cost_shares(service.pricing, usages, {t.tenancy_id: t.council.gss for t in tenancies})
     for tenancy in tenancies:
-        await issue(tx, service, tenancy, period, usages[tenancy.tenancy_id], shares, final=False)
+        final = tenancy.final_in(period.start, period.end)
+        await issue(tx, service, tenancy, period, usages[tenancy.tenancy_id], shares, final=final)
+        if final:
+            await _final_recorded(tx, tenancy.tenancy_id, period)
     return len(tenancies)
 
 
@@ -269,15 +292,108 @@ async def final_invoice(tx: Transaction, service: ServiceManifest, tenancy_id: s
     if tenancy is None or tenancy.closed:
         return  # unknown, or a repeated request: the final invoice went out the first time
     await Meters(tx.conn).close(tenancy_id)
-    if service.pricing is None:
-        return
-    period = Period.containing(tenancy.period_kind, datetime.now(UTC))
+    if service.pricing is not None:
+        await _issue_final(tx, service, tenancy, datetime.now(UTC))
+
+
+async def _issue_final(
+    tx: Transaction, service: ServiceManifest, tenancy: BilledTenancy, during: datetime
+) -> Period:
+    """The final invoice for the period that holds ``during`` or, if that period was closed
+    already, for the first one after it that is not, with what remains (late usage). Returns
+    the period invoiced."""
+    assert service.pricing is not None
+    billing = Billing(tx.conn)
+    period = Period.containing(tenancy.period_kind, during)
     months = [str(m) for m in period.months()]
-    if await billing.is_closed(service.id, str(period)):
+    while await billing.is_closed(service.id, str(period)):
         period = period.next()  # unusual: closed early; what remains is billed as late usage
         months = []
-    used = await usage_of(tx.conn, tenancy_id, months) if months else {}
+        if tenancy.reorganised_into is not None:
+            tenancy = dataclasses.replace(tenancy, open_during=False)  # it ended before
+    used = await usage_of(tx.conn, tenancy.tenancy_id, months) if months else {}
     await issue(tx, service, tenancy, period, used, {}, final=True)
+    return period
+
+
+async def close_for_reorganisation(
+    tx: Transaction, predecessor: str, reorganised: TenancyReorganisedData
+) -> None:
+    """A predecessor's tenancy was reorganised into ``reorganised.target``: its meters close at
+    ``closes_at`` and its usage from then on counts for the target (see
+    :func:`services.metering.usage.counts_for`).
+
+    Its final invoice is for the period that ends at ``closes_at``, issued when that period
+    closes, with every other council's (so a joint service's cost is shared over the whole
+    period, and usage still arriving counts), or at once if it closed already. A split's host
+    records the councils it serves, sharing its costs. Repeated, it changes nothing."""
+    await lock_services(tx.conn, [reorganised.service_id], exclusive=True)
+    billing = Billing(tx.conn)
+    tenancy = await billing.tenancy(predecessor)
+    if tenancy is None or tenancy.closed:
+        return  # not metered, or a repeated event: done the first time
+    meters = Meters(tx.conn)
+    await meters.close_into(predecessor, reorganised.closes_at, reorganised.target)
+    await _move_counted_since(tx, tenancy, reorganised)
+    if reorganised.served:
+        await meters.share_with(reorganised.target, reorganised.served)
+    tenancy = dataclasses.replace(
+        tenancy, closes_at=reorganised.closes_at, reorganised_into=reorganised.target
+    )
+    service = await meters.plan(reorganised.service_id)
+    last_instant = reorganised.closes_at - _INSTANT  # the last of the predecessor's billing
+    last = Period.containing(tenancy.period_kind, last_instant)
+    if service is None or service.pricing is None:
+        final = "none: the service charges nothing"
+    elif await billing.is_closed(service.id, str(last)):
+        final = f"issued for {await _issue_final(tx, service, tenancy, last_instant)}"
+    else:
+        final = f"with the close of {last}"
+    await _record(
+        tx,
+        "billing.reorganisation.closed",
+        predecessor,
+        closes_at=reorganised.closes_at.isoformat(),
+        target=reorganised.target,
+        successor=reorganised.successor,
+        final_invoice=final,
+        shared_with=",".join(reorganised.served),
+    )
+
+
+_INSTANT = timedelta(microseconds=1)
+
+
+async def _move_counted_since(
+    tx: Transaction, tenancy: BilledTenancy, reorganised: TenancyReorganisedData
+) -> None:
+    """Usage counted under the predecessor's id for time from the close on, before this was
+    known (a plan applied after vesting day), is the successor's too: moved, month by month,
+    while its period is open. A billed period's stays as billed; a month the close falls
+    inside (a vesting day other than the 1st) stays the predecessor's."""
+    first = Period.containing(PeriodKind.MONTH, reorganised.closes_at)
+    if first.start < reorganised.closes_at:
+        first = first.next()
+    billing = Billing(tx.conn)
+    months = [
+        month
+        for month in await counted_months(tx.conn, tenancy.tenancy_id, str(first))
+        if not await billing.is_closed(
+            reorganised.service_id, str(Period.parse(month).of_month(tenancy.period_kind))
+        )
+    ]
+    if months:
+        await move_usage(tx.conn, tenancy.tenancy_id, reorganised.target, months)
+
+
+async def _final_recorded(tx: Transaction, tenancy_id: str, period: Period) -> None:
+    await _record(tx, "billing.final_invoice", tenancy_id, period=str(period))
+
+
+async def _record(tx: Transaction, action: str, tenancy_id: str, **detail: str) -> None:
+    await audit.append(
+        tx.conn, actor="worker:metering", action=action, tenancy_id=tenancy_id, detail=detail
+    )
 
 
 async def issue(

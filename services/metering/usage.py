@@ -298,8 +298,25 @@ class TenancyMeters:
 
     service_id: str
     period_kind: PeriodKind
-    closed: bool
+    closed: bool  # it left its service: nothing more is counted for it
     meters: dict[str, Aggregation]
+    # A reorganised predecessor: the instant its meters close and the successor's tenancy that
+    # its usage from then on counts for. Its meters stay open for usage timed before that.
+    closes_at: datetime | None = None
+    successor: str | None = None
+
+
+def counts_for(usage: Usage, tenancy: TenancyMeters) -> str | None:
+    """The successor's tenancy when ``usage``, reported under a reorganised predecessor's id, is
+    timed at or after the predecessor's meters close; None when it counts where it was sent.
+
+    A service may go on reporting under the old id after vesting day: the data and the council
+    are the successor's by then, so is the usage. Usage timed before the close is the
+    predecessor's, even when it arrives after the plan was applied (which may be days before
+    vesting)."""
+    if tenancy.successor is None or tenancy.closes_at is None:
+        return None
+    return tenancy.successor if usage.time >= tenancy.closes_at else None
 
 
 def check(usage: Usage, tenancy: TenancyMeters | None) -> Rejection | None:

@@ -28,8 +28,16 @@ from shared.catalogue import PeriodKind
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 READERS = (Role.OPERATOR, Role.COUNCIL_ADMIN, Role.FINANCE)
-# Failed first: those are the ones someone has to act on.
-STATE_ORDER = ["failed", "requested", "registered", "active", "offboarding", "offboarded"]
+# Failed first: those are the ones someone has to act on; those that ended last.
+STATE_ORDER = [
+    "failed",
+    "requested",
+    "registered",
+    "active",
+    "offboarding",
+    "offboarded",
+    "reorganised",
+]
 
 
 @router.get("/manage")
@@ -39,8 +47,10 @@ async def tenancies(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
     async with ctx.deps.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT t.id::text, t.council_gss, t.council_name, t.service_id, t.state,"
-            " t.failed_step, t.reason, t.requested_at, t.updated_at"
+            " t.failed_step, t.reason, t.requested_at, t.updated_at,"
+            " r.council_name || ' (' || r.council_gss || ')' AS moved_into"
             " FROM onboarding.tenancies t JOIN onboarding.services s ON s.id = t.service_id"
+            " LEFT JOIN onboarding.tenancies r ON r.id = t.reorganised_into"
             f" WHERE {clause} ORDER BY t.council_name",
             *params,
         )
@@ -59,6 +69,7 @@ async def tenancies(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
                 "council": f"{row['council_name']} ({row['council_gss']})",
                 "failed_step": row["failed_step"],
                 "reason": row["reason"],
+                "moved_into": row["moved_into"],
                 "requested": when(row["requested_at"]),
                 "updated": when(row["updated_at"]),
             }
@@ -104,7 +115,7 @@ async def billing(
         rows = await conn.fetch(
             "SELECT t.id::text, t.council_gss, t.council_name, t.service_id"
             " FROM onboarding.tenancies t JOIN onboarding.services s ON s.id = t.service_id"
-            f" WHERE {clause} AND t.state IN ('active', 'offboarding', 'offboarded')"
+            f" WHERE {clause} AND t.state IN ('active', 'offboarding', 'offboarded', 'reorganised')"
             " ORDER BY t.service_id, t.council_name",
             *params,
         )

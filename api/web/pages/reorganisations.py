@@ -1,15 +1,16 @@
 """For operators and council admins: the coming council reorganisations, what happens to each
 tenancy of a replaced council and, once a plan is applied, where each move is, by the API's own
-rule (:mod:`api.routes.reorganisations`)."""
+rule (:mod:`api.routes.reorganisations`). A council's admin also sees the tenancies its council
+inherits, on any vesting day."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
-from api.routes.reorganisations import moves_for, plan_for
+from api.routes.reorganisations import inherited_by, moves_for, plan_for
 from api.tokens import Role
 from api.web.routing import Context, PageRoute, signed_in
 from services.onboarding.reorganisation import LONDON, Plan, Readiness
@@ -40,7 +41,12 @@ async def reorganisations(ctx: Annotated[Context, Depends(signed_in)]) -> Respon
         }
         for vesting in ctx.deps.councils.vesting_days(today)
     ]
-    return ctx.render("reorganisations.html", {"plans": plans})
+    inherited = (
+        [_inherited(m) for m in await inherited_by(ctx.deps, who)]
+        if who.role is Role.COUNCIL_ADMIN
+        else None
+    )
+    return ctx.render("reorganisations.html", {"plans": plans, "inherited": inherited})
 
 
 def _shown(plan: Plan) -> dict[str, Any]:
@@ -69,6 +75,21 @@ def _shown(plan: Plan) -> dict[str, Any]:
             }
             for t in plan.tenancies
         ],
+    }
+
+
+def _inherited(move: dict[str, Any]) -> dict[str, Any]:
+    vesting = date.fromisoformat(move["vesting"])
+    return {
+        "source": move["source"],
+        "target": move["target"],
+        "council": f"{move['council']} ({move['council_gss']})",
+        "service": f"{move['service_id']} ({move['tier']})",
+        "vesting": f"{vesting.day} {vesting:%B %Y}",
+        "kind": move["kind"].capitalize(),
+        "successor": move["successor"],
+        "served": [c["name"] for c in move["served"]],
+        "tag": MOVE_TAGS.get(move["status"], {"text": move["status"], "classes": ""}),
     }
 
 

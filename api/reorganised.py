@@ -1,0 +1,29 @@
+"""Where a reorganised tenancy went, as the API and ``tenancy status`` show it. Free of FastAPI,
+so the CLI reads it without loading the web stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.db import Connection
+
+
+async def reorganisation_of(conn: Connection, tenancy_id: str) -> dict[str, Any]:
+    """When a reorganised tenancy ended and the successor's tenancy that holds its data now;
+    both None for any other tenancy."""
+    row = await conn.fetchrow(
+        "SELECT t.reorganised_at, s.id::text AS id, s.council_gss, s.council_name"
+        " FROM onboarding.tenancies t JOIN onboarding.tenancies s ON s.id = t.reorganised_into"
+        " WHERE t.id = $1",
+        tenancy_id,
+    )
+    if row is None:
+        return {"reorganised_at": None, "reorganised_into": None}
+    return {
+        "reorganised_at": row["reorganised_at"].isoformat() if row["reorganised_at"] else None,
+        "reorganised_into": {
+            "id": row["id"],
+            "council": row["council_gss"],
+            "council_name": row["council_name"],
+        },
+    }
