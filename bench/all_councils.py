@@ -12,9 +12,8 @@ from functools import partial
 from typing import Any
 
 from bench.child import child_main
-from bench.common import Figure, Options, figure, on_embedded_servers
+from bench.common import FLOOR_CONNECTIONS, Figure, Options, figure, on_embedded_servers
 from bench.onboarding import (
-    FLOOR_CONNECTIONS,
     Load,
     councils_csv,
     current_councils,

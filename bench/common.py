@@ -160,6 +160,12 @@ class Laps:
         return dict(self._totals)
 
 
+# The parallel floors' connections (pairs, where a tenancy needs the platform's and the service
+# database's), each provisioning one tenancy after another: twice the cores, as a server
+# saturates a little past its cores.
+FLOOR_CONNECTIONS = 4
+
+
 # -- other load on the machine ------------------------------------------------------------------
 
 

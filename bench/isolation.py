@@ -40,11 +40,11 @@ import asyncpg
 
 from bench.child import child_main, run_child, worker_settings
 from bench.common import (
+    FLOOR_CONNECTIONS,
     BenchError,
     Figure,
     Laps,
     Options,
-    both_sides,
     chunks,
     empty_cluster,
     figure,
@@ -58,6 +58,7 @@ from bench.common import (
     run_parameters,
     series,
     server_facts,
+    sides_in_turn,
     window_size,
 )
 from shared import db
@@ -69,6 +70,7 @@ from shared.settings import REPO_ROOT
 NAME = "isolation"
 DESCRIPTION = "provision tenancies in the schema tier: isolation worker vs the same SQL run raw"
 MANIFEST = REPO_ROOT / "catalogue" / "bin-collections.yaml"
+PARALLEL = f"floor_x{FLOOR_CONNECTIONS}"
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,13 @@ async def _measure(plan: Plan, server: str, bootstrap: str, root: Path) -> dict[
         await empty_cluster(server, tenant_roles=True)
 
     repeats = [
-        await both_sides(
+        await sides_in_turn(
             index,
-            partial(_system, plan, server, bootstrap, root, index),
-            partial(_floor, plan, server, index),
+            {
+                "system": partial(_system, plan, server, bootstrap, root, index),
+                "floor": partial(_floor, plan, server, index),
+                PARALLEL: partial(_parallel_floor, plan, server, index),
+            },
             before_each=emptied,
         )
         for index in range(plan.repeat)
@@ -371,6 +376,37 @@ async def _floor(plan: Plan, server: str, index: int | str) -> dict[str, Any]:
     }
 
 
+async def _parallel_floor(plan: Plan, server: str, index: int) -> dict[str, Any]:
+    """The same SQL on FLOOR_CONNECTIONS connections at once, each taking the next tenancy
+    when it has finished one (the worker isolates several at once too)."""
+    from services.isolation.settings import IsolationSettings
+
+    manifest = load_manifest(MANIFEST)
+    database = service_database_name(f"floor_r{index}", manifest.id)
+    limit = int(IsolationSettings.model_fields["tenant_connection_limit"].default)
+    ids = [str(uuid.uuid4()) for _ in range(plan.warmup + plan.tenancies)]
+    moments: list[tuple[float, float]] = []
+
+    async def drain(conn: ServiceConnections, queue: list[str]) -> None:
+        while queue:
+            began = time.perf_counter()
+            await isolate_raw(conn, queue.pop(), manifest, database, limit, Laps())
+            moments.append((began, time.perf_counter()))
+
+    conns = [await open_service_database(server, database) for _ in range(FLOOR_CONNECTIONS)]
+    try:
+        for tid in ids[: plan.warmup]:
+            await isolate_raw(conns[0], tid, manifest, database, limit, Laps())
+        queue = list(reversed(ids[plan.warmup :]))
+        await asyncio.gather(*(drain(conn, queue) for conn in conns))
+    finally:
+        for conn in conns:
+            await conn.close()
+    moments.sort()
+    origin = moments[0][0]
+    return {"started": [s - origin for s, _ in moments], "ended": [e - origin for _, e in moments]}
+
+
 @dataclass
 class ServiceConnections:
     """The floor's two logins to a service database, as the isolation worker has them."""
@@ -607,6 +643,12 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
         "total_s": figure(
             f"total, {n} tenancies", "s", [r.total for r in system], [r.total for r in floor]
         ),
+        "total_vs_parallel_s": figure(
+            f"… against the floor on {FLOOR_CONNECTIONS} connections at once",
+            "s",
+            [r.total for r in system],
+            [max(r[PARALLEL]["ended"]) for r in repeats],
+        ),
         "idle_latency_ms": figure(
             "first result of a batch, from its publish (floor: one transaction, p50)",
             "ms",
@@ -706,10 +748,11 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
             "process per repeat, sharing its event loop with the load generator. Floor: the same "
             "SQL in one asyncpg loop, a tenancy's role and schema in one transaction on the "
             "platform's connection and its migrations in one on the service owner's, SCRAM "
-            "verifier included.",
+            f"verifier included. The parallel floor runs the same on {FLOOR_CONNECTIONS} "
+            "connection pairs at once, each taking the next tenancy.",
             f"{plan.warmup} warm-up tenancies precede each measurement (service database "
             "creation, connections) and are not counted. Every measurement starts on an emptied "
-            "cluster; system and floor alternate in order between repeats.",
+            "cluster; the sides' order turns between repeats.",
         ],
         "repeats": [
             {
@@ -718,6 +761,10 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
                     _rounded(s), r["system"], "startup_seconds", "other_cpu_share", "catalog"
                 ),
                 "floor": kept(_rounded(f), r["floor"], "other_cpu_share", "catalog"),
+                PARALLEL: {
+                    "total_s": max(r[PARALLEL]["ended"]),
+                    "other_cpu_share": r[PARALLEL]["other_cpu_share"],
+                },
             }
             for r, s, f in zip(repeats, system, floor, strict=True)
         ],

@@ -41,6 +41,7 @@ import asyncpg
 
 from bench.child import SESSION_TIMEOUT_MS, run_child
 from bench.common import (
+    FLOOR_CONNECTIONS,
     BenchError,
     Figure,
     Laps,
@@ -64,10 +65,6 @@ WORKERS = ("onboarding", "isolation", "branding", "metering")
 SERVICE_ID = "bin-collections"
 # Requests in flight at once when submitting "at once": enough to keep every worker busy.
 CONCURRENCY = 50
-# The parallel floor's pairs of connections (platform and service database), each provisioning
-# one tenancy after another: twice the cores, as a server saturates a little past its cores.
-FLOOR_CONNECTIONS = 4
-
 Raw: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 # How often the child asks the database how far a batch has got. The times come from the
 # database's own timestamps, so polling more often would only take PostgreSQL from the workers.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers() -> Iterator[Servers]:
     if os.environ.get("TENANCY_TEST_BACKEND") == "docker":
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
@@ -47,10 +48,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     from stack.broker import EmbeddedBroker
     from stack.postgres import EmbeddedPostgres
 
-    root = tmp_path_factory.mktemp("servers")
+    # Not under pytest's own temporary folder: run as root, PostgreSQL runs as a user of its
+    # own that needs search permission on the folders above its data, and every pytest session
+    # that starts meanwhile (a second suite beside this one) takes that permission away from
+    # /tmp/pytest-of-root again, which stops the server mid-run.
     with (
-        EmbeddedPostgres(root / "pgdata", durable=False) as postgres,
-        EmbeddedBroker(root / "broker") as broker,
+        tempfile.TemporaryDirectory(prefix="tenancy-tests-") as folder,
+        EmbeddedPostgres(Path(folder) / "pgdata", durable=False) as postgres,
+        EmbeddedBroker(Path(folder) / "broker") as broker,
     ):
         yield Servers(postgres.dsn("postgres"), broker.bootstrap_servers, broker)
 

@@ -58,6 +58,7 @@ def test_isolation_quick_writes_its_figures(tmp_path: Path) -> None:
         item = scenario["figures"][key]
         for side in ("system", "floor", "ratio"):
             assert item[side]["median"] > 0, (key, side)
+    assert scenario["figures"]["total_vs_parallel_s"]["floor"]["median"] > 0
     assert scenario["figures"]["roles_at_end"]["system"]["median"] >= 50
     machine = scenario["machine"]
     assert machine["cpu_count"] >= 1
