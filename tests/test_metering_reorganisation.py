@@ -173,10 +173,11 @@ async def test_a_split_closes_at_london_midnight_and_bills_the_predecessor_once(
     async with platform.pool.acquire() as conn:
         await CatalogueRepository(conn).upsert(DRILL)
     # A split as if it vested on 1 October 2026 (the register's councils that exist today, so
-    # that they can join): Elmbridge's tenancy is hosted by Cumberland's for Westmorland.
-    predecessor = await drill_tenancy(platform, "E07000207")
+    # that they can join): Chichester's tenancy is hosted by Cumberland's for Westmorland. Not
+    # Surrey's councils: the session's platform holds their real 2027 plan in other tests.
+    predecessor = await drill_tenancy(platform, "E07000225")
     host = await drill_tenancy(platform, "E06000063")
-    late = await drill_tenancy(platform, "E07000208")  # its reorganisation comes after a close
+    late = await drill_tenancy(platform, "E07000226")  # its reorganisation comes after a close
     split = reorganised(predecessor, host, "E06000063", ("E06000064",))
     await send(platform, split)
     await send(platform, split)  # redelivered
