@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Set
 from typing import Any
 
 from prometheus_client import (
@@ -77,6 +77,15 @@ TIME_TO_ACTIVE = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
     registry=None,
 )
+# Set by onboarding's vesting-day loop, not at scrape time: the plan it reports on is made
+# from the register, which that loop reads anyway.
+REORGANISATIONS_WAITING = Gauge(
+    "tenancy_reorganisations_waiting",
+    "Vesting days that have arrived (London time) whose plan is not applied because tenancies"
+    " in it are waiting or blocked: how many such tenancies, by vesting day and readiness.",
+    ["vesting", "readiness"],
+    registry=None,
+)
 
 Refresher = Callable[[], Awaitable[None]]
 # Per worker name: several workers may share a process (the in-process tests do).
@@ -90,6 +99,7 @@ def enable_onboarding_metrics() -> None:
     if not _onboarding_enabled:
         REGISTRY.register(TENANCIES)
         REGISTRY.register(TIME_TO_ACTIVE)
+        REGISTRY.register(REORGANISATIONS_WAITING)
         _onboarding_enabled = True
 
 
@@ -152,6 +162,20 @@ async def refresh_tenancies(pool: Any, wait_seconds: float) -> None:
     for state in _tenancy_states | counts.keys():
         TENANCIES.labels(state).set(counts.get(state, 0))
     _tenancy_states.update(counts)
+
+
+def show_reorganisations_waiting(
+    waiting: Mapping[tuple[str, str], int], shown: Set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Set the series of the plans waiting now and drop those ``shown`` before that are not
+    (applied since, or ready); returns what is shown now, for the next call. Only the series
+    this caller set are dropped: several onboarding workers may share a process (the tests)."""
+    for labels, tenancies in waiting.items():
+        REORGANISATIONS_WAITING.labels(*labels).set(tenancies)
+    for gone in shown - waiting.keys():
+        with contextlib.suppress(KeyError):
+            REORGANISATIONS_WAITING.remove(*gone)
+    return set(waiting)
 
 
 async def exposition(refreshers: Iterable[Refresher]) -> bytes:

@@ -10,6 +10,7 @@ from services.onboarding import handlers, service
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.redrive import run_redrive
 from services.onboarding.settings import OnboardingSettings
+from services.onboarding.vesting_day import run_vesting_days
 from shared import audit, metrics
 from shared.health import CHECK_TIMEOUT
 from shared.messaging import DeadLetterHook
@@ -32,6 +33,10 @@ def build(settings: OnboardingSettings | None = None) -> Worker:
     worker.background.append(
         lambda uow: run_redrive(uow, settings.redrive_after_seconds, settings.redrive_max_attempts)
     )
+    if settings.reorganise_automatically:
+        worker.background.append(
+            lambda uow: run_vesting_days(uow, csv_path, settings.reorganise_check_seconds)
+        )
     return worker
 
 

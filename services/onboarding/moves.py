@@ -85,15 +85,21 @@ def locked(found: Plan) -> tuple[TenancyPlan, ...]:
         raise PlanNotApplicable(
             f"on: no live tenancy belongs to a council replaced on {found.vesting.isoformat()}"
         )
-    not_ready = [t for t in found.tenancies if t.readiness is not Readiness.READY]
-    if not_ready:
-        reasons = "; ".join(
-            f"tenancy {t.tenancy_id} ({t.council.label}, {t.service_id}) is {t.readiness}: "
-            + ", ".join(t.reasons)
-            for t in not_ready
+    if found.readiness is not Readiness.READY:
+        raise PlanNotApplicable(
+            f"the plan for {found.vesting.isoformat()} is not ready: {not_ready(found)}"
         )
-        raise PlanNotApplicable(f"the plan for {found.vesting.isoformat()} is not ready: {reasons}")
     return found.tenancies
+
+
+def not_ready(found: Plan) -> str:
+    """Each tenancy of the plan that is not ready, with its reasons, for people."""
+    return "; ".join(
+        f"tenancy {t.tenancy_id} ({t.council.label}, {t.service_id}) is {t.readiness}: "
+        + ", ".join(t.reasons)
+        for t in found.tenancies
+        if t.readiness is not Readiness.READY
+    )
 
 
 def checksum(found: Plan) -> str:

@@ -64,6 +64,10 @@ class MoveRepository:
         )
         return bool(added)
 
+    async def applied_days(self) -> set[date]:
+        rows = await self.conn.fetch("SELECT vesting FROM onboarding.reorganisations")
+        return {r["vesting"] for r in rows}
+
     async def reorganisation(self, vesting: date) -> dict[str, Any] | None:
         row = await self.conn.fetchrow(
             "SELECT vesting, hosts, plan, plan_sha256, applied_by, applied_at"

@@ -62,11 +62,17 @@ async def apply(
     hosts: dict[str, str],
     accepted_by: Person,
     source: str,
+    *,
+    retry_failed: bool = True,
 ) -> Applied:
     """Lock the plan for ``vesting`` and ask for its moves. Applying it again is harmless: it
-    carries out the plan as first applied, asking again only for moves that failed."""
+    carries out the plan as first applied, asking again only for moves that failed, unless
+    ``retry_failed`` is False (the automatic apply on vesting day, which must leave a failed
+    move to the operator rather than ask for it again every round)."""
     repository = MoveRepository(tx.conn)
     applied = await repository.reorganisation(vesting)
+    if applied is not None and not retry_failed:
+        return Applied(vesting, False, [])
     if applied is not None:
         refusal = moves.hosts_differ(applied["hosts"], hosts)
         if refusal is not None:

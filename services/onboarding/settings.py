@@ -11,3 +11,8 @@ class OnboardingSettings(CouncilDataSettings):
     redrive_after_seconds: float = Field(default=30.0, gt=0)
     # ...at most this many times, before it is marked failed with the reason.
     redrive_max_attempts: int = Field(default=5, ge=1)
+    # On vesting day (London time) a reorganisation whose plan is ready is applied by the
+    # worker, as `tenancy reorganise apply` would; one that is not ready is left to the operator.
+    reorganise_automatically: bool = True
+    # How often it looks: vesting day starts at midnight, and a plan waits this long at most.
+    reorganise_check_seconds: float = Field(default=300.0, gt=0)
