@@ -17,6 +17,7 @@ from bench.onboarding import (
     Load,
     councils_csv,
     current_councils,
+    floor_name,
     latency_figures,
     measure,
     replica_figures,
@@ -61,7 +62,7 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
     repeats = measured["repeats"]
     n = plan.councils
     totals = {side: [total_seconds(r[side]) for r in repeats] for side in repeats[0]["order"]}
-    parallel = f"floor_x{FLOOR_CONNECTIONS}"
+    parallel = floor_name(FLOOR_CONNECTIONS)
     figures: dict[str, Figure] = {
         "total_s": figure(f"total, {n} councils at once", "s", totals["system"], totals["floor"]),
         "total_vs_parallel_s": figure(
