@@ -9,11 +9,13 @@ from shared.db import Connection
 
 
 async def reorganisation_of(conn: Connection, tenancy_id: str) -> dict[str, Any]:
-    """When a reorganised tenancy ended and the successor's tenancy that holds its data now;
-    both None for any other tenancy."""
+    """When a reorganised tenancy ended and the successor's tenancy that holds its data now,
+    with the vesting day the councils changed (from which the successor's tenancy is billed:
+    the data may have moved earlier); both None for any other tenancy."""
     row = await conn.fetchrow(
-        "SELECT t.reorganised_at, s.id::text AS id, s.council_gss, s.council_name"
+        "SELECT t.reorganised_at, s.id::text AS id, s.council_gss, s.council_name, m.vesting"
         " FROM onboarding.tenancies t JOIN onboarding.tenancies s ON s.id = t.reorganised_into"
+        " LEFT JOIN onboarding.reorganisation_moves m ON m.source_tenancy_id = t.id"
         " WHERE t.id = $1",
         tenancy_id,
     )
@@ -25,5 +27,6 @@ async def reorganisation_of(conn: Connection, tenancy_id: str) -> dict[str, Any]
             "id": row["id"],
             "council": row["council_gss"],
             "council_name": row["council_name"],
+            "vesting": row["vesting"].isoformat() if row["vesting"] else None,
         },
     }

@@ -294,11 +294,19 @@ def print_status(found: dict[str, Any]) -> None:
         table.add_row("reorganised", "done", found["reorganised_at"])
     out.print(table)
     if into := found.get("reorganised_into"):
+        vesting = f", {into['vesting']}" if into.get("vesting") else ""
         out.print(
             f"reorganised into tenancy {into['id']}: {into['council_name']} ({into['council']}),"
-            " which holds its data and is billed from vesting day",
+            f" which holds its data and is billed from vesting day{vesting}",
             highlight=False,
         )
+        if found.get("archive"):  # retired: its frozen copy was exported, then dropped
+            out.print(
+                f"retired: its frozen data were exported to {found['archive']}"
+                f" (sha256 {found['archive_sha256']}), then dropped with its role",
+                highlight=False,
+                soft_wrap=True,
+            )
     if theme := found["branding"]:
         out.print(f"theme version {theme['version']}: {theme['css']}", highlight=False)
         if domain := theme["domain"]:

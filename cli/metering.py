@@ -7,6 +7,7 @@ import csv
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from services.metering.periods import Period
 from services.metering.pricing import format_pounds
 from services.metering.repository import Billing, usage_of
 from services.metering.service import CloseRefused, parse_period
+from services.onboarding.reorganisation import share_text
 from services.onboarding.repository import CatalogueRepository
 from shared import db
 from shared.catalogue import ServiceManifest
@@ -156,7 +158,7 @@ def invoice_json(invoice: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_invoices(service: str, period: str, issued: list[dict[str, Any]]) -> None:
-    table = Table("council", "GSS code", "purchase order", "lines", "total (£)",
+    table = Table("council", "GSS code", "purchase order", "lines", "total (£)", "shared by",
                   title=f"Invoices of {service} for {period}")  # fmt: skip
     for invoice in issued:
         table.add_row(
@@ -165,10 +167,17 @@ def print_invoices(service: str, period: str, issued: list[dict[str, Any]]) -> N
             invoice["purchase_order"] or "",
             str(len(invoice["lines"])),
             format_pounds(invoice["total_pence"]),
+            "\n".join(party_text(p) for p in invoice.get("parties") or []),
         )
     out.print(table)
     total = sum(invoice["total_pence"] for invoice in issued)
     out.print(f"{len(issued)} invoices, £{format_pounds(total)} in all", highlight=False)
+
+
+def party_text(party: dict[str, Any]) -> str:
+    """One council's part of a shared invoice: ``Cumberland 45%: 22.50``."""
+    share = share_text(Fraction(party["share"]))
+    return f"{party['council']['name']} {share}: {format_pounds(party['amount_pence'])}"
 
 
 CSV_COLUMNS = (

@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import ConfigDict, EmailStr, Field, HttpUrl, field_validator, model_validator
 
 from shared.catalogue import IsolationTier, ServiceManifest
 from shared.cloudevents import ExtensionName, ExtensionValue
@@ -367,6 +368,42 @@ class CredentialsRotated(CloudEvent):
 # Each move is keyed by the tenancy that takes the data, so the moves of several predecessors
 # into one successor's tenancy run one after another, in the order they were asked for.
 
+# An exact fraction, numerator/denominator: a third is a third, which no decimal writes exactly.
+FRACTION = r"^(0|[1-9][0-9]{0,17})/[1-9][0-9]{0,17}$"
+
+
+class CostShare(Contract):
+    """One council's part of a cost shared under an inter-authority agreement."""
+
+    council: Council
+    share: str = Field(
+        pattern=FRACTION,
+        description="the exact fraction of the cost it bears, e.g. 9/20; an agreement's shares"
+        " add up to exactly 1",
+    )
+
+    @property
+    def fraction(self) -> Fraction:
+        return Fraction(self.share)
+
+    @classmethod
+    def of(cls, council: Council, share: Fraction) -> CostShare:
+        return cls(council=council, share=f"{share.numerator}/{share.denominator}")
+
+
+def _whole(shares: list[CostShare]) -> list[CostShare]:
+    """Shares, if there are any, name each council once and add up to exactly 1: a cost divided
+    by them is divided whole, to the penny."""
+    if not shares:
+        return shares
+    named = [s.council.gss for s in shares]
+    if len(set(named)) != len(named):
+        raise ValueError(f"shares: a council has two shares ({', '.join(named)})")
+    total = sum((s.fraction for s in shares), Fraction(0))
+    if total != 1:
+        raise ValueError(f"shares: they add up to {total}, not 1")
+    return shares
+
 
 class SuccessorAgreement(Contract):
     """The predecessor's agreement, novated to the successor that takes its data: for a split,
@@ -377,6 +414,20 @@ class SuccessorAgreement(Contract):
     served: list[Council] = Field(default_factory=list, description="a split's other successors")
     cost_shared: bool = Field(description="true when the host shares the cost with those served")
     acceptance: Acceptance = Field(description="the successor's acceptance of the agreement")
+    shares: list[CostShare] = Field(
+        default_factory=list,
+        description="when the cost is shared: the host's and each served council's share of it,"
+        " adding up to exactly 1",
+    )
+
+    _shares_whole = field_validator("shares")(_whole)
+
+    @model_validator(mode="after")
+    def _shares_are_the_parties(self) -> Self:
+        parties = {self.host.gss, *(c.gss for c in self.served)}
+        if self.shares and {s.council.gss for s in self.shares} != parties:
+            raise ValueError("shares: give one to the host and to each council it serves")
+        return self
 
 
 class MoveRequestedData(Contract):
@@ -464,6 +515,13 @@ class TenancyReorganisedData(Contract):
     served: list[GssCode] = Field(
         default_factory=list, description="a split's successors the host serves, sharing cost"
     )
+    shares: list[CostShare] = Field(
+        default_factory=list,
+        description="a split's agreement: each council's share of the host's invoices from"
+        " closes_at on (the host's and every served council's, adding up to exactly 1)",
+    )
+
+    _shares_whole = field_validator("shares")(_whole)
 
 
 class TenancyReorganised(CloudEvent):
@@ -472,6 +530,40 @@ class TenancyReorganised(CloudEvent):
     topic = Topic.TENANCY_REORGANISED
     type: Literal["uk.gov.tenancy.onboarding.reorganised.v1"]
     data: TenancyReorganisedData
+
+
+class RetirementRequestedData(Contract):
+    target: TenancyId = Field(description="the successor's tenancy the data were moved into")
+    service: ServiceManifest
+
+
+class RetirementRequested(CloudEvent):
+    """A reorganised predecessor (the subject), its move verified: export its frozen data as
+    offboarding does, then drop its schema, database or rows and its role."""
+
+    topic = Topic.RETIREMENT_REQUESTED
+    type: Literal["uk.gov.tenancy.isolation.retirement_requested.v1"]
+    data: RetirementRequestedData
+
+
+class PredecessorRetired(CloudEvent):
+    """The predecessor's frozen data were exported, then dropped, with its role."""
+
+    topic = Topic.PREDECESSOR_RETIRED
+    type: Literal["uk.gov.tenancy.isolation.retired.v1"]
+    data: IsolationRemovedData
+
+
+class RetirementFailedData(Contract):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RetirementFailed(CloudEvent):
+    """Nothing was dropped: the predecessor's frozen data are as they were."""
+
+    topic = Topic.RETIREMENT_FAILED
+    type: Literal["uk.gov.tenancy.isolation.retirement_failed.v1"]
+    data: RetirementFailedData
 
 
 # -- usage and billing --------------------------------------------------------------------------
@@ -542,6 +634,14 @@ class InvoiceLine(Contract):
     amount_pence: int
 
 
+class InvoiceParty(Contract):
+    """A council's part of an invoice shared under an inter-authority agreement."""
+
+    council: Council
+    share: str = Field(pattern=FRACTION, description="its exact share under the agreement")
+    amount_pence: int = Field(description="its part of the total, in whole pence")
+
+
 class InvoiceIssuedData(Contract):
     invoice_id: uuid.UUID
     service_id: ServiceId
@@ -551,6 +651,17 @@ class InvoiceIssuedData(Contract):
     lines: list[InvoiceLine]
     total_pence: int
     final: bool = Field(default=False, description="the last invoice of a tenancy that left")
+    parties: list[InvoiceParty] = Field(
+        default_factory=list,
+        description="a split's host: each council's share of the total under the agreement,"
+        " the amounts adding up to it exactly; empty when the council invoiced pays it all",
+    )
+
+    @model_validator(mode="after")
+    def _parties_add_up(self) -> Self:
+        if self.parties and sum(p.amount_pence for p in self.parties) != self.total_pence:
+            raise ValueError("parties: their amounts must add up to the total")
+        return self
 
 
 class InvoiceIssued(CloudEvent):
@@ -584,4 +695,7 @@ EVENT_TYPES: tuple[type[CloudEvent], ...] = (
     DataMoved,
     DataMoveFailed,
     TenancyReorganised,
+    RetirementRequested,
+    PredecessorRetired,
+    RetirementFailed,
 )

@@ -10,6 +10,7 @@ import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from services.metering.periods import Period
@@ -18,7 +19,7 @@ from services.metering.usage import TenancyMeters, Usage, counts_for
 from services.onboarding.reorganisation import vesting_instant
 from services.onboarding.repository import CatalogueRepository
 from shared.catalogue import Aggregation, PeriodKind, ServiceManifest
-from shared.events import Council, TenancyReorganised, TenancyReorganisedData
+from shared.events import CostShare, Council, TenancyReorganised, TenancyReorganisedData
 from shared.messaging import publish_json
 from shared.topics import Topic
 from tests.harness import Client, drained
@@ -107,8 +108,21 @@ async def drill_tenancy(client: Client, council: str) -> str:
     return tenancy_id
 
 
+# The split's agreement: Cumberland hosts for Westmorland and Furness, bearing 9/20 of the cost.
+SHARES = (
+    CostShare.of(Council(gss="E06000063", name="Cumberland", nation="E"), Fraction(9, 20)),
+    CostShare.of(
+        Council(gss="E06000064", name="Westmorland and Furness", nation="E"), Fraction(11, 20)
+    ),
+)
+
+
 def reorganised(
-    predecessor: str, target: str, successor: str, served: tuple[str, ...] = ()
+    predecessor: str,
+    target: str,
+    successor: str,
+    served: tuple[str, ...] = (),
+    shares: tuple[CostShare, ...] = (),
 ) -> TenancyReorganised:
     data = TenancyReorganisedData(
         target=target,
@@ -117,6 +131,7 @@ def reorganised(
         vesting=VESTING,
         closes_at=vesting_instant(VESTING),
         served=list(served),
+        shares=list(shares),
     )
     return TenancyReorganised.new(source="tests", subject=predecessor, data=data)
 
@@ -178,11 +193,11 @@ async def test_a_split_closes_at_london_midnight_and_bills_the_predecessor_once(
     predecessor = await drill_tenancy(platform, "E07000225")
     host = await drill_tenancy(platform, "E06000063")
     late = await drill_tenancy(platform, "E07000226")  # its reorganisation comes after a close
-    split = reorganised(predecessor, host, "E06000063", ("E06000064",))
+    split = reorganised(predecessor, host, "E06000063", ("E06000064",), SHARES)
     await send(platform, split)
     await send(platform, split)  # redelivered
     # Sent again under a new id, as a re-driven step would: the inbox does not know it.
-    await send(platform, reorganised(predecessor, host, "E06000063", ("E06000064",)))
+    await send(platform, reorganised(predecessor, host, "E06000063", ("E06000064",), SHARES))
     await wait_closed(platform, predecessor)
     await drained(platform.slice)
 
@@ -193,6 +208,7 @@ async def test_a_split_closes_at_london_midnight_and_bills_the_predecessor_once(
     assert action == "billing.reorganisation.closed"
     assert detail["final_invoice"] == "with the close of 2026-09"
     assert (detail["target"], detail["shared_with"]) == (host, "E06000064")
+    assert detail["shares"] == "E06000063=9/20,E06000064=11/20"
     assert await invoices_of(platform, predecessor) == []  # its last period has not closed yet
 
     # One second either side of midnight, London time; after it, the old id counts for the host.
@@ -219,6 +235,7 @@ async def test_a_split_closes_at_london_midnight_and_bills_the_predecessor_once(
     assert (september[predecessor]["final"], september[host]["final"]) == (True, False)
     assert september[predecessor]["total_pence"] == 1000 + 25  # the fee, and one call past the free
     assert september[host]["total_pence"] == 1000
+    assert september[host]["parties"] == []  # the month before vesting was the host's alone
 
     # A late reorganisation: the period before vesting was closed already, so the final invoice
     # is at once, for October, without the fee; what the old id counted in October moves to
@@ -235,6 +252,10 @@ async def test_a_split_closes_at_london_midnight_and_bills_the_predecessor_once(
     assert predecessor not in october  # it ended the instant the month began
     assert october[late]["final"]  # issued at once, before the month closed
     assert october[host]["total_pence"] == 1000 + 25  # its own and both predecessors' calls
+    # From vesting on the host's invoice is divided by the agreement: 461.25p and 563.75p,
+    # the odd penny to the larger remainder, so the parts add up to the total.
+    parts = [(p["council"]["gss"], p["share"], p["amount_pence"]) for p in october[host]["parties"]]
+    assert parts == [("E06000063", "9/20", 461), ("E06000064", "11/20", 564)]
 
     [final] = await invoices_of(platform, predecessor)
     assert (final["period"], final["final"], final["total_pence"]) == ("2026-09", True, 1025)

@@ -19,6 +19,7 @@ from services.metering.pricing import (
     Line,
     charge_pence,
     cost_share_lines,
+    divide,
     format_pounds,
     share_cost,
     to_pence,
@@ -334,6 +335,28 @@ def test_negative_usage_is_refused() -> None:
 def test_a_negative_cost_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         share_cost(-100, {"a": D(1)})
+
+
+@pytest.mark.parametrize(
+    ("total", "shares", "expected"),
+    [
+        (5025, ["9/20", "11/20"], [2261, 2764]),  # 2261.25 and 2763.75: the .75 takes the penny
+        (100, ["1/3", "1/3", "1/3"], [34, 33, 33]),  # a tie: the first GSS code takes it
+        (-100, ["1/3", "1/3", "1/3"], [-34, -33, -33]),  # a credit, in the same parts
+        (1, ["1/2", "1/2"], [1, 0]),
+        (0, ["1/4", "3/4"], [0, 0]),
+        (999, ["0/1", "1/1"], [0, 999]),
+    ],
+)
+def test_an_invoice_is_divided_by_the_agreements_shares_to_the_penny(
+    total: int, shares: list[str], expected: list[int]
+) -> None:
+    keyed = {f"E0600006{n}": Fraction(share) for n, share in enumerate(shares)}
+    parts = divide(total, keyed)
+    assert [parts[key] for key in sorted(keyed)] == expected
+    assert sum(parts.values()) == total
+    with pytest.raises(ValueError, match="not shares of a whole"):
+        divide(total, {**keyed, "E06000069": Fraction(1, 10)})
 
 
 def test_shares_always_add_up_and_stay_within_a_penny() -> None:

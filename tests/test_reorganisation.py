@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from services.onboarding.reorganisation import (
     Readiness,
     TenancyPlan,
     parse_hosts,
+    parse_shares,
     plan,
     successor_tenancy_id,
     vesting_instant,
@@ -416,3 +418,42 @@ def test_a_host_the_plan_cannot_use_is_refused_naming_the_rule(
 
 def test_a_host_may_be_named_by_gss_code() -> None:
     assert parse_hosts(real, CUMBRIA_VESTING, ["E10000006=E06000064"]) == {"CMA": "WAF"}
+
+
+def test_a_splits_cost_is_shared_as_the_operator_says_or_equally() -> None:
+    hosts = parse_hosts(real, CUMBRIA_VESTING, ["CMA=WAF"])
+    given = parse_shares(real, CUMBRIA_VESTING, ["E06000064=55%", "CMA/CBD=0.45"])
+    assert given == {"CMA": {"WAF": Fraction(11, 20), "CBD": Fraction(9, 20)}}
+    [county] = plan(real, CUMBRIA_VESTING, [tenancy("E10000006")], hosts, given).tenancies
+    assert [(p.register_code, share) for p, share in county.shares] == [
+        ("WAF", Fraction(11, 20)),  # the host's first
+        ("CBD", Fraction(9, 20)),
+    ]
+    assert "(Westmorland and Furness Council 55%, Cumberland Council 45%)" in next(
+        s.detail for s in county.steps if s.action == "novate-hosting-agreement"
+    )
+    [equal] = plan(real, CUMBRIA_VESTING, [tenancy("E10000006")], hosts).tenancies
+    assert [share for _, share in equal.shares] == [Fraction(1, 2), Fraction(1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["XYZ=0.5"], "share: 'XYZ' is not a council in the register"),
+        (["CBD=0.45"], "give WAF a share too"),
+        (["CBD=0.45", "WAF=0.5"], "add up to 95%; they must add up to exactly 1"),
+        (["CBD=-0.45", "WAF=1.45"], "'CBD=-0.45': a share is from 0 to 1"),
+        (["CBD=1/0", "WAF=1"], "'CBD=1/0': a share is from 0 to 1"),
+        (["CBD=0.5", "CBD=0.5"], "Cumberland Council (E06000063) is given two shares"),
+        (["SMT=1"], "Somerset Council (E06000066) succeeds no council split on 2023-04-01"),
+        (["CAR/CBD=1"], "Carlisle City Council (E07000028) is not split on 2023-04-01"),
+        (["CBD"], "share: 'CBD' is not SUCCESSOR=SHARE"),
+    ],
+)
+def test_shares_the_plan_cannot_use_are_refused_naming_the_rule(
+    given: list[str], message: str
+) -> None:
+    with pytest.raises(PlanInputInvalid) as refusal:
+        parse_shares(real, CUMBRIA_VESTING, given)
+    assert message in str(refusal.value)
+    assert str(refusal.value).startswith("share: ")

@@ -205,9 +205,11 @@ async def can_log_in(area: Area, tenancy_id: str) -> bool:
 
 
 async def apply_plan(area: Area, vesting: date, *hosts: str) -> Any:
+    """Apply as on vesting day itself: the guard on applying early is the CLI test's."""
     chosen = parse_hosts(area.register, vesting, list(hosts))
+    by = Person("Test", "operator")
     async with area.client.uow().transaction() as tx:
-        return await apply(tx, area.register, vesting, chosen, Person("Test", "operator"), "tests")
+        return await apply(tx, area.register, vesting, chosen, by, "tests", today=vesting)
 
 
 async def settled(area: Area, vesting: date, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
@@ -474,13 +476,41 @@ async def test_cumbria_is_split_hosted_by_cumberland_through_the_cli(area: Area)
     env = {"COLUMNS": "200"}  # the slice's environment names the reorganised register
     day = CUMBRIA_REPLAY.isoformat()
 
-    unhosted = await cli(area.slice, "reorganise", "apply", "--on", day, env=env)
+    hosted = ("--host", "CMA=CBD")
+    too_soon = await cli(area.slice, "reorganise", "apply", "--on", day, *hosted, env=env)
+    assert too_soon.returncode != 0
+    refusal = " ".join(too_soon.stderr.split())
+    assert f"on: {day} is vesting day" in refusal
+    assert 'apply it now by adding --early "REASON" to the command' in refusal
+    early = ("--early", "  drill ahead of vesting day ")
+    unhosted = await cli(area.slice, "reorganise", "apply", "--on", day, *early, env=env)
     assert unhosted.returncode != 0
     assert "must name the successor that hosts" in " ".join(unhosted.stderr.split())
 
-    result = await cli(area.slice, "reorganise", "apply", "--on", day, "--host", "CMA=CBD", env=env)
+    # The agreement divides the cost 45:55; shares that do not make a whole are refused.
+    uneven = ("--share", "CBD=0.5", "--share", "WAF=60%")
+    refused = await cli(area.slice, "reorganise", "apply", "--on", day, *hosted, *uneven, *early)
+    assert refused.returncode != 0
+    assert "share: the shares of the cost of Cumbria County Council (E10000006) add up to 110%" in (
+        " ".join(refused.stderr.split())
+    )
+    shared = ("--share", "CBD=45%", "--share", f"{WESTMORLAND}=0.55")
+    result = await cli(
+        area.slice, "reorganise", "apply", "--on", day, *hosted, *shared, *early, env=env
+    )
     assert result.returncode == 0, result.stderr
-    assert "applied: 4 tenancies move on 2028-04-01" in result.stdout
+    assert "applied early: 4 tenancies move now, before vesting day 2028-04-01" in result.stdout
+    async with area.client.pool.acquire() as conn:
+        kept = await conn.fetchval(
+            "SELECT applied_early FROM onboarding.reorganisations WHERE vesting = $1",
+            CUMBRIA_REPLAY,
+        )
+        audited = await conn.fetchval(
+            "SELECT detail->>'reorganisation.early' FROM audit.log"
+            " WHERE action = 'reorganise.apply' AND detail->>'reorganisation.vesting' = $1",
+            day,
+        )
+    assert kept == audited == "drill ahead of vesting day"
     moves = await settled(area, CUMBRIA_REPLAY)
     assert {m["status"] for m in moves.values()} == {"moved"}, moves
     for service in TIERS.values():
@@ -503,6 +533,10 @@ async def test_cumbria_is_split_hosted_by_cumberland_through_the_cli(area: Area)
         assert agreement.cost_shared
         assert agreement.novated_from == county
         assert agreement.acceptance.role == "operator, on the successor's behalf"
+        assert [(s.council.gss, s.share) for s in agreement.shares] == [
+            (CUMBERLAND, "9/20"),
+            (WESTMORLAND, "11/20"),
+        ]
         # The host's meters record whom it serves, sharing its costs.
         await closed_in_metering(area, county)
         async with area.client.pool.acquire() as conn:
@@ -513,6 +547,7 @@ async def test_cumbria_is_split_hosted_by_cumberland_through_the_cli(area: Area)
     # Allerdale merges into the same Cumberland tenancy the county's split made.
     allerdale = area.of(ALLERDALE, TIERS["schema"])
     assert moves[allerdale]["target"] == moves[area.of(CUMBRIA, TIERS["schema"])]["target"]
+    await shared_invoice_names_both_councils(area, moves[area.of(CUMBRIA, TIERS["schema"])])
 
     again = await cli(area.slice, "reorganise", "apply", "--on", day, "--host", "CMA=CBD", env=env)
     assert again.returncode == 0, again.stderr
@@ -528,6 +563,33 @@ async def test_cumbria_is_split_hosted_by_cumberland_through_the_cli(area: Area)
     )
     assert other_host.returncode != 0
     assert "name the same hosts" in " ".join(other_host.stderr.split())
+
+
+async def shared_invoice_names_both_councils(area: Area, move: dict[str, Any]) -> None:
+    """The host's first month after vesting (closed ahead of time, as metering would): its
+    invoice is divided between Cumberland and Westmorland and Furness by their shares."""
+    bins = TIERS["schema"]
+    async with area.client.pool.acquire() as conn:
+        manifest = await CatalogueRepository(conn).get(bins)
+    assert manifest is not None
+    metering = UnitOfWork(
+        area.client.pool,
+        "metering",
+        lambda payload, **kw: publish_json(area.client.broker, payload, **kw),
+        area.slice.prefix,
+    )
+    async with metering.transaction() as tx:
+        await close_period(tx, manifest, "2028-04")
+    async with area.client.pool.acquire() as conn:
+        issued = {i["tenancy_id"]: i for i in await Billing(conn).invoices(bins, "2028-04")}
+    invoice = issued[move["target"]]
+    parties = [(p["council"]["gss"], p["share"]) for p in invoice["parties"]]
+    assert parties == [(CUMBERLAND, "9/20"), (WESTMORLAND, "11/20")]
+    assert invoice["total_pence"] > 0
+    assert sum(p["amount_pence"] for p in invoice["parties"]) == invoice["total_pence"]
+    listed = await cli(area.slice, "invoices", bins, "--period", "2028-04", env={"COLUMNS": "250"})
+    assert listed.returncode == 0, listed.stderr
+    assert f"{name_of(area, 'WAF')} 55%" in listed.stdout
 
 
 async def test_a_plan_that_is_not_ready_is_refused_and_a_moved_tenancy_cannot_be_offboarded(
@@ -602,6 +664,7 @@ async def test_the_api_shows_each_move_to_the_councils_party_to_it(area: Area) -
             "id": target,
             "council": EAST_SURREY,
             "council_name": name_of(area, "ESU"),
+            "vesting": "2027-04-01",
         }
         assert "reorganised" in [step["step"] for step in status["timeline"]]
         shown_by_cli = await cli(area.slice, "status", epsom_bins, env={"COLUMNS": "200"})
@@ -624,11 +687,13 @@ async def test_the_api_shows_each_move_to_the_councils_party_to_it(area: Area) -
             web = Browserless(http)
             await web.sign_in(operator_token)
             listed = text_of((await web.get("/manage")).text)
-            one = text_of((await web.get(f"/tenancy/{epsom_bins}")).text)
+            one_html = (await web.get(f"/tenancy/{epsom_bins}")).text
+            one = text_of(one_html)
         assert "Reorganised (" in listed
         assert f"Moved into {name_of(area, 'ESU')}" in listed
         assert "Reorganised" in one
         assert f"Moved into {name_of(area, 'ESU')} ({EAST_SURREY}), tenancy {target}" in one
+        assert f'href="/tenancy/{target}"' in one_html  # the operator may open it
 
         async with area.client.pool.acquire() as conn:
             token, _ = await create(conn, Role.COUNCIL_ADMIN, EPSOM, None, "tests")
@@ -636,6 +701,15 @@ async def test_the_api_shows_each_move_to_the_councils_party_to_it(area: Area) -
             web = Browserless(http)
             await web.sign_in(token)
             page = await web.get("/manage/reorganisations")
+            own = await web.get(f"/tenancy/{epsom_bins}")
+            own_list = await web.get("/manage")
+        # The predecessor's admin is told where its tenancy went and when, with no link to a
+        # tenancy it may not open.
+        told = text_of(own.text)
+        assert f"{name_of(area, EPSOM)} was replaced by {name_of(area, 'ESU')} on 1 April" in told
+        assert f"Only {name_of(area, 'ESU')}" in told  # may open it, not this admin
+        assert f"/tenancy/{target}" not in own.text + own_list.text
+        assert "vesting day 1 April 2027" in text_of(own_list.text)
         assert page.status_code == 200, page.text
         shown = text_of(page.text)
         if date.today() < SURREY_VESTING:  # the page lists coming vesting days only

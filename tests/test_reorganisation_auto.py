@@ -83,3 +83,15 @@ def test_the_worker_applies_on_vesting_day_unless_told_not_to(tmp_path: Path) ->
         return len(build(settings).background)
 
     assert loops(True) == loops(False) + 1
+
+
+def test_a_plan_is_applied_before_vesting_day_only_with_a_reason() -> None:
+    day_before = date(2027, 3, 31)
+    with pytest.raises(moves.BeforeVestingDay, match="on: 2027-04-01 is vesting day, 1 day away"):
+        moves.early_reason(SURREY_VESTING, day_before, None)
+    with pytest.raises(moves.PlanNotApplicable, match=r"early: the reason .* is blank"):
+        moves.early_reason(SURREY_VESTING, day_before, "  ")
+    assert moves.early_reason(SURREY_VESTING, day_before, " rehearsal ") == "rehearsal"
+    # From vesting day on the councils have changed: no reason is needed, nor kept.
+    assert moves.early_reason(SURREY_VESTING, SURREY_VESTING, None) is None
+    assert moves.early_reason(SURREY_VESTING, date(2027, 4, 2), "late") is None

@@ -5,6 +5,7 @@ journey itself in Chromium."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 
@@ -271,3 +272,28 @@ def test_a_reorganised_tenancy_has_a_state_of_its_own_everywhere() -> None:
     assert "reorganised" in FINISHED  # the status page stops asking again
     assert "reorganised" in TERMINAL_STATES  # and so does tenancy status --wait
     assert STEPS["reorganised"] == "Moved to the successor council"
+
+
+def test_a_reorganised_tenancy_links_its_successor_only_for_those_who_may_open_it() -> None:
+    from api.tokens import Principal, Role
+    from api.web.pages.status import moved_into
+    from shared.catalogue import ServiceManifest
+
+    manifest = ServiceManifest.model_validate(
+        {"id": "bins", "name": "Bins", "owner_council": "E09000012", "isolation": "pooled"}
+    )
+    into = {"id": "s-1", "council": "E06000065", "council_name": "East Surrey"}
+    found: dict[str, Any] = {"service": "bins", "reorganised_at": None}
+
+    def link(role: Role, council: str | None, vesting: str | None = None) -> Any:
+        found["reorganised_into"] = {**into, "vesting": vesting}
+        shown = moved_into(Principal("t", role, council, None), found, manifest)
+        assert shown is not None
+        return shown["href"], shown["vesting"]
+
+    assert link(Role.COUNCIL_ADMIN, "E06000065") == ("/tenancy/s-1", "")  # the successor's
+    assert link(Role.OPERATOR, "E09000012") == ("/tenancy/s-1", "")  # who runs the service
+    # The predecessor's own admin and finance are told, not sent to a page not found.
+    assert link(Role.COUNCIL_ADMIN, "E07000208", "2027-04-01") == (None, "1 April 2027")
+    assert link(Role.FINANCE, "E07000208") == (None, "")
+    assert moved_into(Principal("t", Role.OPERATOR, None, None), {"service": "bins"}, None) is None

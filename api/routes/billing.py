@@ -37,8 +37,9 @@ async def invoices(
     async with deps.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT i.id::text, i.tenancy_id::text, i.service_id, i.period, i.council_gss,"
-            " i.council_name, i.purchase_order, i.lines, i.total_pence, i.final, i.issued_at"
-            " FROM metering.invoices i JOIN onboarding.tenancies t ON t.id = i.tenancy_id"
+            " i.council_name, i.purchase_order, i.lines, i.total_pence, i.final, i.parties,"
+            " i.issued_at FROM metering.invoices i"
+            " JOIN onboarding.tenancies t ON t.id = i.tenancy_id"
             " JOIN onboarding.services s ON s.id = t.service_id"
             " WHERE ($1::text IS NULL OR i.service_id = $1) AND ($2::text IS NULL OR i.period = $2)"
             f" AND {clause} ORDER BY i.issued_at DESC, i.council_gss LIMIT $3",
@@ -52,6 +53,11 @@ async def invoices(
             **dict(row),
             "issued_at": row["issued_at"].isoformat(),
             "total": format_pounds(row["total_pence"]),
+            # A split's host: who pays which part under the agreement (empty: the council alone).
+            "parties": [
+                {**party, "amount": format_pounds(party["amount_pence"])}
+                for party in row["parties"]
+            ],
         }
         for row in rows
     ]

@@ -171,5 +171,8 @@ async def moves(
 ) -> list[dict[str, Any]]:
     """Each move of the plan applied for ``vesting``: requested, target-provisioning, moving,
     moved (with every table's row counts and checksums before and after) or failed (with the
-    step and the reason; the predecessor's tenancy is then as it was). Empty until applied."""
+    step and the reason; the predecessor's tenancy is then as it was), and its retirement once
+    settled (``retirement``: requested, retired with the export's ``archive``, ``archive_sha256``
+    and row counts in ``exported``, or failed with ``retirement_reason``). Empty until
+    applied."""
     return await moves_for(deps, who, vesting)

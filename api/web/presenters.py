@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -68,6 +68,14 @@ def when(value: str | datetime | None) -> str:
     local = moment.astimezone(LONDON)
     clock = local.strftime("%I:%M:%S%p").lstrip("0").lower()
     return f"{clock} on {local.day} {local.strftime('%B %Y')}"
+
+
+def day(value: str | date | None) -> str:
+    """A day as people in the UK read it: 1 April 2027."""
+    if value is None:
+        return ""
+    found = date.fromisoformat(value) if isinstance(value, str) else value
+    return f"{found.day} {found:%B %Y}"
 
 
 def pounds(value: Decimal | str | int) -> str:

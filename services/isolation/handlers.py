@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.isolation import merge, offboarding, rollout, rotation
+from services.isolation import merge, offboarding, retirement, rollout, rotation
 from services.isolation.databases import ServiceDatabases
 from services.isolation.service import IsolationFailed, isolate
 from services.isolation.settings import IsolationSettings
@@ -17,6 +17,10 @@ from shared.events import (
     IsolationRemoved,
     MigrationRequested,
     OffboardingRequested,
+    PredecessorRetired,
+    RetirementFailed,
+    RetirementFailedData,
+    RetirementRequested,
     StepFailed,
     StepFailedData,
     TenancyMigrated,
@@ -31,6 +35,7 @@ SOURCE = "tenancy/isolation"
 def register(worker: Worker, databases: ServiceDatabases, settings: IsolationSettings) -> None:
     worker.publishes(IsolationReady, StepFailed, IsolationRemoved, TenancyMigrated)
     worker.publishes(CredentialsRotated, DataMoved, DataMoveFailed)
+    worker.publishes(PredecessorRetired, RetirementFailed)
     connection_limit, exports_dir = settings.tenant_connection_limit, settings.exports_dir
 
     @worker.subscriber(Topic.TENANCY_REGISTERED, concurrency=settings.tenancies_at_once)
@@ -92,3 +97,19 @@ def register(worker: Worker, databases: ServiceDatabases, settings: IsolationSet
                 tx.emit(DataMoveFailed.new(source=SOURCE, subject=event.subject, data=data))
                 return
             tx.emit(DataMoved.new(source=SOURCE, subject=event.subject, data=moved))
+
+    @worker.subscriber(Topic.RETIREMENT_REQUESTED)
+    async def on_retirement_requested(event: RetirementRequested) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if tx.duplicate:
+                return
+            target, manifest = event.data.target, event.data.service
+            try:
+                retired = await retirement.retire(
+                    databases, exports_dir, event.subject, target, manifest
+                )
+            except retirement.RetirementRefused as refusal:
+                data = RetirementFailedData(reason=str(refusal))
+                tx.emit(RetirementFailed.new(source=SOURCE, subject=event.subject, data=data))
+                return
+            tx.emit(PredecessorRetired.new(source=SOURCE, subject=event.subject, data=retired))

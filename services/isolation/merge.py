@@ -168,6 +168,26 @@ async def _recorded_in(
         await conn.close()
 
 
+async def recorded_move(
+    databases: ServiceDatabases, conn: Connection, source_id: str, target: LedgerEntry
+) -> DataMovedData | None:
+    """The verified move of ``source_id`` into ``target``, as recorded beside the rows it moved
+    (in the target's own database in the database tier), or None."""
+    query = (
+        "SELECT result FROM tenancy_platform.tenant_moves"
+        " WHERE source_tenancy_id = $1 AND target_tenancy_id = $2"
+    )
+    if target.tier is not IsolationTier.DATABASE:
+        raw = await conn.fetchval(query, source_id, target.tenancy_id)
+    else:
+        own = await db.connect(databases.dsn(target.database))
+        try:
+            raw = await own.fetchval(query, source_id, target.tenancy_id)
+        finally:
+            await own.close()
+    return DataMovedData.model_validate(raw) if raw is not None else None
+
+
 async def _record(conn: Connection, target_id: str, moved: DataMovedData) -> None:
     await conn.execute(
         "INSERT INTO tenancy_platform.tenant_moves (source_tenancy_id, target_tenancy_id, result)"

@@ -96,7 +96,7 @@ async def remove(
     """Export a tenancy's data to ``exports_dir`` and remove it; returns what was done."""
     pool, service_db = await databases.pool_for(manifest.id)
     started = time.monotonic()
-    async with pool.acquire() as conn, _tenancy_locked(conn, tenancy_id):
+    async with pool.acquire() as conn, tenancy_locked(conn, tenancy_id):
         entry = await Ledger(conn).get(tenancy_id)
         if entry is not None and entry.removed_at is not None and entry.removal is not None:
             log.info("tenancy already removed; reporting the recorded removal")
@@ -104,12 +104,7 @@ async def remove(
         if entry is None:
             removal = await _remove_nothing(conn, exports_dir, tenancy_id, manifest, service_db)
         else:
-            _check_own_names(entry)
-            await lock_out(conn, entry.role_name)
-            if entry.tier is IsolationTier.DATABASE:
-                removal = await _remove_database(conn, databases, exports_dir, entry)
-            else:
-                removal = await _remove_in_service_database(conn, exports_dir, entry)
+            removal = await export_and_drop(conn, databases, exports_dir, entry)
     log.info(
         "tenancy exported and removed",
         tenancy_id=tenancy_id,
@@ -123,8 +118,21 @@ async def remove(
     return removal
 
 
+async def export_and_drop(
+    conn: Connection, databases: ServiceDatabases, exports_dir: Path, entry: LedgerEntry
+) -> IsolationRemovedData:
+    """Lock the tenant out, export its tables, then drop them and its role; the caller holds
+    the tenancy's lock. Shared with the retirement of a reorganised predecessor, whose frozen
+    data leave as an offboarded council's do."""
+    _check_own_names(entry)
+    await lock_out(conn, entry.role_name)
+    if entry.tier is IsolationTier.DATABASE:
+        return await _remove_database(conn, databases, exports_dir, entry)
+    return await _remove_in_service_database(conn, exports_dir, entry)
+
+
 @contextlib.asynccontextmanager
-async def _tenancy_locked(conn: Connection, tenancy_id: str) -> AsyncIterator[None]:
+async def tenancy_locked(conn: Connection, tenancy_id: str) -> AsyncIterator[None]:
     # A session lock, unlike Ledger.lock_tenancy's transaction lock, because the database tier
     # spans several transactions (DROP DATABASE cannot run in one). Same key, so they exclude
     # each other.

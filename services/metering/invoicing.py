@@ -8,11 +8,12 @@ earlier period re-priced with everything now known, less what was billed for it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from services.metering.pricing import Line, charge_pence, to_pence, usage_lines
+from services.metering.pricing import Line, charge_pence, divide, to_pence, usage_lines
 from shared.catalogue import Pricing
+from shared.events import CostShare, InvoiceParty
 
 Billed = dict[str, tuple[Decimal, int]]  # meter -> (quantity, amount in pence) billed so far
 
@@ -86,6 +87,16 @@ def invoice_lines(
     if share is not None:
         lines.append(share)
     return lines + late
+
+
+def parties(total_pence: int, shares: Sequence[CostShare]) -> list[InvoiceParty]:
+    """Who pays which part of an invoice shared under an agreement, in the agreement's order;
+    the parts add up to the total exactly."""
+    parts = divide(total_pence, {s.council.gss: s.fraction for s in shares})
+    return [
+        InvoiceParty(council=s.council, share=s.share, amount_pence=parts[s.council.gss])
+        for s in shares
+    ]
 
 
 def _number(value: Decimal) -> str:

@@ -131,6 +131,28 @@ def share_cost(cost_pence: int, usage: Mapping[str, Decimal]) -> dict[str, int]:
     return shares
 
 
+def divide(total_pence: int, shares: Mapping[str, Fraction]) -> dict[str, int]:
+    """Divide an invoice's total among the parties to an agreement by their exact shares, in
+    whole pence that add up to ``total_pence`` exactly, by the largest remainder rule of
+    :func:`share_cost` (ties to the key first in ascending order, a GSS code).
+
+    A total below zero (an invoice of credits) is divided as its size and each part negated,
+    so a credit goes back in the same parts as a charge would be made."""
+    if not shares:
+        return {}
+    if any(share < 0 for share in shares.values()) or sum(shares.values()) != 1:
+        raise ValueError(f"shares: {dict(shares)} are not shares of a whole")
+    size = abs(total_pence)
+    exact = {key: size * share for key, share in shares.items()}
+    parts = {key: math.floor(value) for key, value in exact.items()}
+    left_over = size - sum(parts.values())
+    by_remainder = sorted(parts, key=lambda key: (parts[key] - exact[key], key))
+    for key in by_remainder[:left_over]:
+        parts[key] += 1
+    sign = -1 if total_pence < 0 else 1
+    return {key: sign * part for key, part in parts.items()}
+
+
 def cost_share_lines(
     pricing: Pricing, usage: Mapping[str, Decimal], meters: Mapping[str, str] | None = None
 ) -> dict[str, Line]:

@@ -15,7 +15,7 @@ from services.metering.tally import Tally
 from services.metering.usage import TenancyMeters, Usage, value_of
 from shared.catalogue import Aggregation, Meter, PeriodKind, ServiceManifest
 from shared.db import Connection
-from shared.events import Council
+from shared.events import CostShare, Council
 
 
 async def lock_services_of(conn: Connection, tenancy_ids: Sequence[str]) -> None:
@@ -111,6 +111,19 @@ class Meters:
             " unnest(shared_with || $2::text[]) AS c ORDER BY c) WHERE tenancy_id = $1",
             tenancy_id,
             list(councils),
+        )
+
+    async def share_costs(
+        self, tenancy_id: str, shares: Sequence[CostShare], shared_from: datetime
+    ) -> None:
+        """Record on a split's host each council's share of its invoices from ``shared_from``
+        on. The latest agreement recorded is the one its invoices follow."""
+        await self.conn.execute(
+            "UPDATE metering.tenancies SET cost_shares = $2, shared_from = $3"
+            " WHERE tenancy_id = $1",
+            tenancy_id,
+            [s.model_dump(mode="json") for s in shares],
+            shared_from,
         )
 
     async def plan(self, service_id: str) -> ServiceManifest | None:
@@ -335,6 +348,16 @@ class BilledTenancy:
     # that ends then) and the successor's tenancy its later usage counts for.
     closes_at: datetime | None = None
     reorganised_into: str | None = None
+    # A split's host: each council's share of its invoices from ``shared_from`` on.
+    cost_shares: tuple[CostShare, ...] = ()
+    shared_from: datetime | None = None
+
+    def shares_in(self, end: datetime) -> tuple[CostShare, ...]:
+        """The shares an invoice for the period ending at ``end`` is divided by: none for a
+        period over before the agreement began, which the host had to itself."""
+        if self.shared_from is None or end <= self.shared_from:
+            return ()
+        return self.cost_shares
 
     def final_in(self, start: datetime, end: datetime) -> bool:
         """Whether the period from ``start`` to ``end`` is this predecessor's last."""
@@ -437,11 +460,12 @@ class Billing:
         lines: list[dict[str, Any]],
         total_pence: int,
         final: bool,
+        parties: list[dict[str, Any]] | None = None,
     ) -> None:
         await self.conn.execute(
             "INSERT INTO metering.invoices (id, tenancy_id, service_id, period, council_gss,"
-            " council_name, purchase_order, lines, total_pence, final)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            " council_name, purchase_order, lines, total_pence, final, parties)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             invoice_id,
             tenancy.tenancy_id,
             service_id,
@@ -452,13 +476,15 @@ class Billing:
             lines,
             total_pence,
             final,
+            parties or [],
         )
 
     async def invoices(self, service_id: str, period: str) -> list[dict[str, Any]]:
         rows = await self.conn.fetch(
             "SELECT id::text, tenancy_id::text, period, council_gss, council_name,"
-            " purchase_order, lines, total_pence, final, issued_at FROM metering.invoices"
-            " WHERE service_id = $1 AND period = $2 ORDER BY council_gss, tenancy_id",
+            " purchase_order, lines, total_pence, final, parties, issued_at"
+            " FROM metering.invoices WHERE service_id = $1 AND period = $2"
+            " ORDER BY council_gss, tenancy_id",
             service_id,
             period,
         )
@@ -477,4 +503,6 @@ def _billed(row: Any) -> BilledTenancy:
         closed=row["closed_at"] is not None,
         closes_at=row["closed_at"] if row["reorganised_into"] else None,
         reorganised_into=str(row["reorganised_into"]) if row["reorganised_into"] else None,
+        cost_shares=tuple(CostShare.model_validate(s) for s in row["cost_shares"]),
+        shared_from=row["shared_from"],
     )

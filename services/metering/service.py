@@ -32,6 +32,7 @@ from shared import audit
 from shared.catalogue import PeriodKind, Pricing, ServiceManifest
 from shared.db import Connection
 from shared.events import (
+    CostShare,
     Council,
     InvoiceIssued,
     InvoiceIssuedData,
@@ -337,6 +338,8 @@ async def close_for_reorganisation(
     await _move_counted_since(tx, tenancy, reorganised)
     if reorganised.served:
         await meters.share_with(reorganised.target, reorganised.served)
+    if reorganised.shares:
+        await meters.share_costs(reorganised.target, reorganised.shares, reorganised.closes_at)
     tenancy = dataclasses.replace(
         tenancy, closes_at=reorganised.closes_at, reorganised_into=reorganised.target
     )
@@ -358,7 +361,13 @@ async def close_for_reorganisation(
         successor=reorganised.successor,
         final_invoice=final,
         shared_with=",".join(reorganised.served),
+        shares=shares_text(reorganised.shares),
     )
+
+
+def shares_text(shares: Sequence[CostShare]) -> str:
+    """An agreement's shares for the audit trail: ``E06000063=9/20,E06000064=11/20``."""
+    return ",".join(f"{s.council.gss}={s.share}" for s in shares)
 
 
 _INSTANT = timedelta(microseconds=1)
@@ -437,6 +446,7 @@ async def issue(
         for line in lines
     ]
     total = sum(line.amount_pence for line in lines)
+    parties = invoicing.parties(total, tenancy.shares_in(period.end))
     await billing.add_invoice(
         invoice_id,
         tenancy,
@@ -445,6 +455,7 @@ async def issue(
         [line.model_dump(mode="json") for line in invoice_lines],
         total,
         final,
+        [party.model_dump(mode="json") for party in parties],
     )
     data = InvoiceIssuedData(
         invoice_id=invoice_id,
@@ -455,5 +466,6 @@ async def issue(
         lines=invoice_lines,
         total_pence=total,
         final=final,
+        parties=parties,
     )
     tx.emit(InvoiceIssued.new(source=SOURCE, subject=tenancy.tenancy_id, data=data))

@@ -9,6 +9,7 @@ from services.onboarding import MIGRATIONS as MIGRATIONS
 from services.onboarding import handlers, service
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.redrive import run_redrive
+from services.onboarding.retirement_service import run_retirements
 from services.onboarding.settings import OnboardingSettings
 from services.onboarding.vesting_day import run_vesting_days
 from shared import audit, metrics
@@ -36,6 +37,12 @@ def build(settings: OnboardingSettings | None = None) -> Worker:
     if settings.reorganise_automatically:
         worker.background.append(
             lambda uow: run_vesting_days(uow, csv_path, settings.reorganise_check_seconds)
+        )
+    if settings.reorganise_retire_after_days:
+        worker.background.append(
+            lambda uow: run_retirements(
+                uow, settings.reorganise_retire_after_days, settings.reorganise_check_seconds
+            )
         )
     return worker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from services.onboarding import reorganisation_service, service
+from services.onboarding import reorganisation_service, retirement_service, service
 from services.onboarding.councils import CouncilRegister
 from shared.events import (
     BrandingApplied,
@@ -19,6 +19,9 @@ from shared.events import (
     MoveRequested,
     OffboardingRequested,
     OnboardingRequested,
+    PredecessorRetired,
+    RetirementFailed,
+    RetirementRequested,
     Step,
     StepFailed,
     TenancyFailed,
@@ -34,7 +37,7 @@ from shared.worker import Worker
 def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
     worker.publishes(TenancyRegistered, TenancyProvisioned, TenancyFailed)
     worker.publishes(OffboardingRequested, TenancyOffboarded)
-    worker.publishes(MoveRequested, DataMoveRequested, TenancyReorganised)
+    worker.publishes(MoveRequested, DataMoveRequested, TenancyReorganised, RetirementRequested)
 
     async def complete(event: CloudEvent, step: Step, detail: dict[str, Any]) -> None:
         async with worker.uow.transaction(event) as tx:
@@ -92,3 +95,16 @@ def register(worker: Worker, councils: Callable[[], CouncilRegister]) -> None:
                 await reorganisation_service.data_move_failed(
                     tx, event.subject, event.data.source, event.data.reason
                 )
+
+    # A settled predecessor's retirement: every event is keyed by the predecessor's tenancy.
+    @worker.subscriber(Topic.PREDECESSOR_RETIRED)
+    async def on_predecessor_retired(event: PredecessorRetired) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await retirement_service.predecessor_retired(tx, event.subject, event.data)
+
+    @worker.subscriber(Topic.RETIREMENT_FAILED)
+    async def on_retirement_failed(event: RetirementFailed) -> None:
+        async with worker.uow.transaction(event) as tx:
+            if not tx.duplicate:
+                await retirement_service.retirement_failed(tx, event.subject, event.data.reason)

@@ -14,15 +14,54 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
+from fractions import Fraction
+from typing import Any
 
 from services.onboarding.councils import CouncilRegister
-from services.onboarding.reorganisation import Kind, Party, Plan, Readiness, TenancyPlan
-from shared.events import Acceptance, Council, MoveRequestedData, SuccessorAgreement
+from services.onboarding.reorganisation import (
+    Kind,
+    Party,
+    Plan,
+    Readiness,
+    Shares,
+    TenancyPlan,
+    share_text,
+)
+from shared.events import Acceptance, CostShare, Council, MoveRequestedData, SuccessorAgreement
 
 
 class PlanNotApplicable(ValueError):
     """A plan that cannot be carried out as it stands; the message says what must change."""
+
+
+class BeforeVestingDay(PlanNotApplicable):
+    """A plan applied before its vesting day with no reason given for applying it early."""
+
+    def __init__(self, vesting: date, today: date) -> None:
+        self.vesting, self.today = vesting, today
+        days = (vesting - today).days
+        super().__init__(
+            f"on: {vesting.isoformat()} is vesting day, {days} day{'' if days == 1 else 's'} away"
+            f" (it is {today.isoformat()} in London): a plan is applied on or after its vesting"
+            " day, or before it only with a reason for applying early"
+        )
+
+
+def early_reason(vesting: date, today: date, early: str | None) -> str | None:
+    """The reason a plan is applied before its vesting day, kept with the plan, or None on or
+    after that day, when the councils have changed and no reason is needed. Applying early ends
+    the predecessors' tenancies and moves their data before the councils legally change, so it
+    must be meant."""
+    if today >= vesting:
+        return None
+    if early is None:
+        raise BeforeVestingDay(vesting, today)
+    reason = early.strip()
+    if not reason:
+        raise PlanNotApplicable("early: the reason for applying before vesting day is blank")
+    return reason
 
 
 class MoveStatus(StrEnum):
@@ -135,8 +174,23 @@ def move_request(
             served=served,
             cost_shared=tenancy.kind is Kind.SPLIT and bool(served),
             acceptance=acceptance,
+            shares=[CostShare.of(council_of(register, p), share) for p, share in tenancy.shares],
         ),
     )
+
+
+def cost_shares(agreement: SuccessorAgreement) -> list[CostShare]:
+    """How the host's invoices are divided under ``agreement``: as it records, or equally for
+    a move asked for before agreements recorded their shares."""
+    if agreement.shares or not agreement.cost_shared:
+        return list(agreement.shares)
+    parties = [agreement.host, *agreement.served]
+    return [CostShare.of(council, Fraction(1, len(parties))) for council in parties]
+
+
+def shares_text(shares: list[CostShare]) -> str:
+    """For the audit trail: ``E06000063=9/20,E06000064=11/20``."""
+    return ",".join(f"{s.council.gss}={s.share}" for s in shares)
 
 
 def council_of(register: CouncilRegister, party: Party) -> Council:
@@ -154,4 +208,30 @@ def hosts_differ(applied: Mapping[str, str], given: Mapping[str, str]) -> str | 
     return (
         f"host: the plan was applied with hosts {shown}; applying it again carries out the "
         "same plan, so name the same hosts"
+    )
+
+
+def applied_shares(applied_plan: Mapping[str, Any]) -> dict[str, dict[str, Fraction]]:
+    """The shares of each split's cost a plan was applied with, read back from the plan."""
+    shares: dict[str, dict[str, Fraction]] = {}
+    for tenancy in applied_plan.get("tenancies", []):
+        for party in tenancy.get("shares", []):
+            of_split = shares.setdefault(tenancy["council"]["register_code"], {})
+            of_split[party["register_code"]] = Fraction(party["share"])
+    return shares
+
+
+def shares_differ(applied_plan: Mapping[str, Any], given: Shares) -> str | None:
+    """Why applying again with ``given`` shares is refused, or None. Giving none is carrying
+    out the plan with the shares it was applied with."""
+    applied = applied_shares(applied_plan)
+    if not given or all(applied.get(p) == dict(s) for p, s in given.items()):
+        return None
+    shown = "; ".join(
+        ", ".join(f"{code}={share_text(share)}" for code, share in of_split.items())
+        for of_split in applied.values()
+    )
+    return (
+        f"share: the plan was applied with shares {shown or 'none'}; applying it again carries"
+        " out the same plan, so give the same shares or none"
     )

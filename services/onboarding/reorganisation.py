@@ -18,11 +18,14 @@ first; the reasons say what).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -133,6 +136,8 @@ class TenancyPlan:
     readiness: Readiness
     reasons: tuple[str, ...]
     steps: tuple[Step, ...]
+    # A hosted split's cost: the host's share and each served council's, adding up to 1.
+    shares: tuple[tuple[Party, Fraction], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +148,7 @@ class TenancyPlan:
             "kind": self.kind.value,
             "successor": self.successor.as_json() if self.successor else None,
             "served": [p.as_json() for p in self.served],
+            "shares": [{**p.as_json(), "share": fraction_text(f)} for p, f in self.shares],
             "target_tenancy_id": self.target_tenancy_id,
             "creates_target": self.creates_target,
             "readiness": self.readiness.value,
@@ -235,19 +241,131 @@ def parse_hosts(register: CouncilRegister, vesting: date, given: Sequence[str]) 
     return hosts
 
 
+# A split's shares of its host's cost: predecessor's register code -> successor's -> share.
+Shares = Mapping[str, Mapping[str, Fraction]]
+_SHARE = re.compile(r"^(?:(\d{1,3}(?:\.\d{1,12})?)(%?)|(\d{1,9})/(\d{1,9}))$")
+_SHARE_RULE = (
+    "a share is from 0 to 1, written as a decimal (0.45), a percentage (45%) or a fraction (9/20)"
+)
+
+
+def parse_share(written: str) -> Fraction | None:
+    """A share as an operator writes it, exactly, or None if it is not one from 0 to 1."""
+    found = _SHARE.match(written.strip())
+    if found is None:
+        return None
+    number, percent, top, bottom = found.groups()
+    if number is not None:
+        share = Fraction(Decimal(number)) / (100 if percent else 1)
+    elif int(bottom) == 0:
+        return None
+    else:
+        share = Fraction(int(top), int(bottom))
+    return share if share <= 1 else None
+
+
+def fraction_text(share: Fraction) -> str:
+    """The exact form events and records carry: always numerator/denominator."""
+    return f"{share.numerator}/{share.denominator}"
+
+
+def share_text(share: Fraction) -> str:
+    """For people: a percentage where one is exact (45%), otherwise the fraction (1/3)."""
+    percent = Decimal(share.numerator * 100) / Decimal(share.denominator)
+    return f"{percent.normalize():f}%" if Fraction(percent) == share * 100 else fraction_text(share)
+
+
+def parse_shares(
+    register: CouncilRegister, vesting: date, given: Sequence[str]
+) -> dict[str, dict[str, Fraction]]:
+    """The operator's shares of each split's cost under its agreement, as predecessor register
+    code -> successor register code -> exact share.
+
+    Each entry is ``SUCCESSOR=SHARE``, or ``PREDECESSOR/SUCCESSOR=SHARE`` for a successor of
+    two councils split that day; either code may be a GSS or a register code. A split given any
+    share must be given one for each of its successors, adding up to exactly 1: guessing the
+    rest would put a figure in an agreement nobody wrote. A split given none shares equally.
+    """
+    day = vesting.isoformat()
+    splits = [r for r in register.replaced_on(vesting) if len(r.replaced_by) > 1]
+    shares: dict[str, dict[str, Fraction]] = {}
+    for entry in given:
+        named, equals, written = entry.partition("=")
+        if not equals:
+            raise PlanInputInvalid(f"share: {entry!r} is not SUCCESSOR=SHARE (e.g. CBD=0.45)")
+        before, _, after = named.strip().rpartition("/")
+        successor = register.find(after)
+        if successor is None:
+            raise PlanInputInvalid(f"share: {after!r} is not a council in the register")
+        if before:
+            predecessor = register.find(before)
+            if predecessor is None:
+                raise PlanInputInvalid(f"share: {before!r} is not a council in the register")
+            if predecessor not in splits:
+                raise PlanInputInvalid(
+                    f"share: {predecessor.label} is not split on {day}; only a split's cost is"
+                    " shared"
+                )
+            if successor.register_code not in predecessor.replaced_by:
+                raise PlanInputInvalid(
+                    f"share: {successor.label} does not succeed {predecessor.label}; its"
+                    f" successors are {', '.join(predecessor.replaced_by)}"
+                )
+        else:
+            succeeded = [r for r in splits if successor.register_code in r.replaced_by]
+            if not succeeded:
+                raise PlanInputInvalid(
+                    f"share: {successor.label} succeeds no council split on {day}"
+                )
+            if len(succeeded) > 1:
+                raise PlanInputInvalid(
+                    f"share: {successor.label} succeeds {' and '.join(r.label for r in succeeded)}"
+                    f" on {day}: write PREDECESSOR/{after}=SHARE"
+                )
+            predecessor = succeeded[0]
+        share = parse_share(written)
+        if share is None:
+            raise PlanInputInvalid(f"share: {entry!r}: {_SHARE_RULE}")
+        of_split = shares.setdefault(predecessor.register_code, {})
+        if of_split.setdefault(successor.register_code, share) is not share:
+            raise PlanInputInvalid(
+                f"share: {successor.label} is given two shares of the cost of {predecessor.label};"
+                " give one"
+            )
+    for code, of_split in shares.items():
+        predecessor = register.find(code)
+        assert predecessor is not None  # found above
+        missing = [c for c in predecessor.replaced_by if c not in of_split]
+        if missing:
+            raise PlanInputInvalid(
+                f"share: the cost of {predecessor.label} is shared by all its successors"
+                f" ({', '.join(predecessor.replaced_by)}): give {', '.join(missing)} a share too"
+            )
+        total = sum(of_split.values(), Fraction(0))
+        if total != 1:
+            raise PlanInputInvalid(
+                f"share: the shares of the cost of {predecessor.label} add up to"
+                f" {share_text(total)}; they must add up to exactly 1 (100%)"
+            )
+    return shares
+
+
 def plan(
     register: CouncilRegister,
     vesting: date,
     tenancies: Iterable[LiveTenancy],
     hosts: Mapping[str, str] | None = None,
+    shares: Shares | None = None,
 ) -> Plan:
     """What happens on ``vesting`` to each tenancy whose council the register replaces then.
 
-    ``hosts`` names a split's hosting successor by register code (see :func:`parse_hosts`).
-    Tenancies of councils not replaced on ``vesting`` are not in the plan, nor are tenancies
-    already leaving their service.
+    ``hosts`` names a split's hosting successor by register code (see :func:`parse_hosts`),
+    ``shares`` each successor's share of a split's cost (see :func:`parse_shares`; equal
+    shares where none are given). Tenancies of councils not replaced on ``vesting`` are not in
+    the plan, nor are tenancies already leaving their service.
     """
     hosts = hosts or {}
+    shares = shares or {}
     replaced = {r.register_code: r for r in register.replaced_on(vesting)}
     problems = {code: _problems(register, r, vesting) for code, r in replaced.items()}
     tenancies = [t for t in tenancies if t.state not in _LEAVING]
@@ -261,7 +379,14 @@ def plan(
             continue
         planned.append(
             _plan_tenancy(
-                register, vesting, tenancy, record, hosts, problems[record.register_code], live
+                register,
+                vesting,
+                tenancy,
+                record,
+                hosts,
+                shares.get(record.register_code, {}),
+                problems[record.register_code],
+                live,
             )
         )
     planned.sort(
@@ -334,6 +459,7 @@ def _plan_tenancy(
     tenancy: LiveTenancy,
     record: CouncilRecord,
     hosts: Mapping[str, str],
+    given_shares: Mapping[str, Fraction],
     problems: tuple[str, ...],
     live: Mapping[tuple[str, str], LiveTenancy],
 ) -> TenancyPlan:
@@ -363,6 +489,11 @@ def _plan_tenancy(
                 f"for the others (one of {codes})"
             )
     served = tuple(s for s in successors if kind is Kind.SPLIT and s != receiver)
+    shares: tuple[tuple[Party, Fraction], ...] = ()
+    if receiver is not None and served:
+        parties = (receiver, *served)
+        equal = Fraction(1, len(parties))
+        shares = tuple((p, given_shares.get(p.register_code, equal)) for p in parties)
 
     target_id: str | None = None
     existing = live.get((receiver.gss, tenancy.service_id)) if receiver and receiver.gss else None
@@ -378,7 +509,7 @@ def _plan_tenancy(
 
     readiness = Readiness.BLOCKED if blocked else Readiness.WAITING if waiting else Readiness.READY
     steps = (
-        _steps(vesting, tenancy, council, receiver, served, target_id, existing is None)
+        _steps(vesting, tenancy, council, receiver, shares, target_id, existing is None)
         if receiver is not None and target_id is not None
         else ()
     )
@@ -395,6 +526,7 @@ def _plan_tenancy(
         readiness=readiness,
         reasons=tuple(blocked + waiting),
         steps=steps,
+        shares=shares,
     )
 
 
@@ -409,11 +541,12 @@ def _steps(
     tenancy: LiveTenancy,
     council: Party,
     receiver: Party,
-    served: tuple[Party, ...],
+    shares: tuple[tuple[Party, Fraction], ...],
     target_id: str,
     creates: bool,
 ) -> tuple[Step, ...]:
     service = tenancy.service_id
+    served = tuple(p for p, _ in shares[1:])  # the host's share comes first
     source, target = tenant_object_name(tenancy.id), tenant_object_name(target_id)
     day_before = (vesting - timedelta(days=1)).isoformat()
     steps = []
@@ -433,8 +566,8 @@ def _steps(
                 "onboarding",
                 "novate-hosting-agreement",
                 f"records the inter-authority agreement, novated from {council.name}'s: "
-                f"{receiver.label} hosts {service} for {others}, the cost shared among them; "
-                "each successor's acceptance is recorded",
+                f"{receiver.label} hosts {service} for {others}, the cost shared among them"
+                f" ({_shares_shown(shares)}); each successor's acceptance is recorded",
             )
         )
     else:
@@ -465,7 +598,12 @@ def _steps(
             f"({vesting_instant(vesting).isoformat()}), with a final invoice"
             f"{_part_period(tenancy.billing_period, vesting)}; usage from {vesting.isoformat()} "
             f"is counted on tenancy {target_id}"
-            + (", its cost shared as the agreement sets" if served else ""),
+            + (
+                f", each invoice of it divided among the councils by their shares"
+                f" ({_shares_shown(shares)})"
+                if served
+                else ""
+            ),
         )
     )
     steps.append(
@@ -485,6 +623,10 @@ def _steps(
         )
     )
     return tuple(steps)
+
+
+def _shares_shown(shares: tuple[tuple[Party, Fraction], ...]) -> str:
+    return ", ".join(f"{party.name} {share_text(share)}" for party, share in shares)
 
 
 def _isolation(tier: IsolationTier, source: str, target: str) -> tuple[str, str]:

@@ -49,18 +49,26 @@ class MoveRepository:
         self.conn = conn
 
     async def add_reorganisation(
-        self, vesting: date, hosts: dict[str, str], plan: dict[str, Any], sha256: str, by: str
+        self,
+        vesting: date,
+        hosts: dict[str, str],
+        plan: dict[str, Any],
+        sha256: str,
+        by: str,
+        early: str | None = None,
     ) -> bool:
-        """Record an applied plan; False if one was applied for that day already."""
+        """Record an applied plan, with the reason it was applied before vesting day if it was;
+        False if one was applied for that day already."""
         added = await self.conn.fetchval(
             "INSERT INTO onboarding.reorganisations (vesting, hosts, plan, plan_sha256,"
-            " applied_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vesting) DO NOTHING"
-            " RETURNING true",
+            " applied_by, applied_early) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (vesting) DO NOTHING RETURNING true",
             vesting,
             hosts,
             plan,
             sha256,
             by,
+            early,
         )
         return bool(added)
 
@@ -70,7 +78,7 @@ class MoveRepository:
 
     async def reorganisation(self, vesting: date) -> dict[str, Any] | None:
         row = await self.conn.fetchrow(
-            "SELECT vesting, hosts, plan, plan_sha256, applied_by, applied_at"
+            "SELECT vesting, hosts, plan, plan_sha256, applied_by, applied_at, applied_early"
             " FROM onboarding.reorganisations WHERE vesting = $1 FOR UPDATE",
             vesting,
         )
@@ -167,7 +175,10 @@ class MoveRepository:
             " m.kind, m.service_id, m.tier, m.status, m.failed_step, m.reason, m.attempts,"
             " m.tables, m.request->'successor'->>'name' AS successor,"
             " m.request->'successor'->>'gss' AS successor_gss, t.council_name AS council,"
-            " t.council_gss, t.state AS source_state, m.updated_at"
+            " t.council_gss, t.state AS source_state, m.updated_at,"
+            # Its retirement, once settled: the export's archive, checksum and row counts.
+            " m.retirement, m.retirement_reason, m.retired_at, m.archive, m.archive_sha256,"
+            " m.exported"
             " FROM onboarding.reorganisation_moves m"
             " JOIN onboarding.tenancies t ON t.id = m.source_tenancy_id"
             " JOIN onboarding.services s ON s.id = m.service_id"

@@ -19,7 +19,7 @@ from services.onboarding import moves
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.domain import State
 from services.onboarding.moves import Move, MoveStatus, PlanNotApplicable
-from services.onboarding.reorganisation import plan, vesting_instant
+from services.onboarding.reorganisation import Shares, plan, vesting_instant
 from services.onboarding.reorganisation_repository import MoveRepository, live_tenancies
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
 from shared import audit
@@ -53,6 +53,7 @@ class Applied:
     vesting: date
     first: bool  # False: the plan was applied before, and this asked again for failed moves
     requested: list[str]  # the predecessor tenancies whose moves were asked for now
+    early: str | None = None  # why the plan was applied before vesting day, if it was
 
 
 async def apply(
@@ -63,23 +64,37 @@ async def apply(
     accepted_by: Person,
     source: str,
     *,
+    today: date,
+    early: str | None = None,
     retry_failed: bool = True,
+    shares: Shares | None = None,
 ) -> Applied:
     """Lock the plan for ``vesting`` and ask for its moves. Applying it again is harmless: it
     carries out the plan as first applied, asking again only for moves that failed, unless
     ``retry_failed`` is False (the automatic apply on vesting day, which must leave a failed
-    move to the operator rather than ask for it again every round)."""
+    move to the operator rather than ask for it again every round).
+
+    ``today`` is the day in London. Before vesting day a plan is refused
+    (:class:`~services.onboarding.moves.BeforeVestingDay`) unless ``early`` gives the reason for
+    applying it already, which is kept with the plan and in the audit trail. Asking again for
+    failed moves needs no second reason: the plan was applied, early or not, already.
+
+    ``shares`` divide a split's cost among its successors (equally where none are given); the
+    agreement each move carries records them, and applying again refuses other shares."""
     repository = MoveRepository(tx.conn)
     applied = await repository.reorganisation(vesting)
     if applied is not None and not retry_failed:
         return Applied(vesting, False, [])
     if applied is not None:
-        refusal = moves.hosts_differ(applied["hosts"], hosts)
+        refusal = moves.hosts_differ(applied["hosts"], hosts) or moves.shares_differ(
+            applied["plan"], shares or {}
+        )
         if refusal is not None:
             raise PlanNotApplicable(refusal)
         return Applied(vesting, False, await _retry_failed(tx, vesting))
 
-    found = plan(register, vesting, await live_tenancies(tx.conn), hosts)
+    reason = moves.early_reason(vesting, today, early)
+    found = plan(register, vesting, await live_tenancies(tx.conn), hosts, shares)
     ready = moves.locked(found)
     tenancies = TenancyRepository(tx.conn)
     for tenancy in ready:
@@ -92,7 +107,7 @@ async def apply(
     if already:
         raise PlanNotApplicable(f"tenancies {', '.join(already)} are moved by an earlier plan")
     if not await repository.add_reorganisation(
-        vesting, hosts, found.as_json(), moves.checksum(found), accepted_by.name
+        vesting, hosts, found.as_json(), moves.checksum(found), accepted_by.name, reason
     ):
         raise PlanNotApplicable(f"on: a plan for {vesting.isoformat()} was applied meanwhile")
     catalogue = CatalogueRepository(tx.conn)
@@ -124,8 +139,10 @@ async def apply(
             successor=request.successor.gss,
             host=request.agreement.host.gss,
             served=",".join(c.gss for c in request.agreement.served),
+            shares=moves.shares_text(request.agreement.shares),
+            **({"early": reason} if reason else {}),
         )
-    return Applied(vesting, True, [t.tenancy_id for t in ready])
+    return Applied(vesting, True, [t.tenancy_id for t in ready], reason)
 
 
 async def _retry_failed(tx: Transaction, vesting: date) -> list[str]:
@@ -188,6 +205,7 @@ async def move_requested(tx: Transaction, target_id: str, request: MoveRequested
         host=agreement.host.gss,
         served=",".join(c.gss for c in agreement.served),
         cost_shared=str(agreement.cost_shared).lower(),
+        shares=moves.shares_text(moves.cost_shares(agreement)),
         accepted_by=agreement.acceptance.name,
         agreement_version=agreement.acceptance.agreement_version,
     )
@@ -279,6 +297,7 @@ async def data_moved(tx: Transaction, target_id: str, moved: DataMovedData) -> N
         vesting=request.vesting,
         closes_at=vesting_instant(request.vesting),
         served=[c.gss for c in request.agreement.served],
+        shares=moves.cost_shares(request.agreement),
     )
     tx.emit(TenancyReorganised.new(source=SOURCE, subject=moved.source, data=data))
     counts = "; ".join(

@@ -16,3 +16,7 @@ class OnboardingSettings(CouncilDataSettings):
     reorganise_automatically: bool = True
     # How often it looks: vesting day starts at midnight, and a plan waits this long at most.
     reorganise_check_seconds: float = Field(default=300.0, gt=0)
+    # A reorganised predecessor's frozen data are exported and dropped, with its role, this many
+    # days after its move was verified, in the same round; 0 (the default) leaves every
+    # retirement to the operator's `tenancy reorganise retire`.
+    reorganise_retire_after_days: int = Field(default=0, ge=0)

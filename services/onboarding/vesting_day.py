@@ -87,7 +87,7 @@ async def apply_due(uow: UnitOfWork, register: CouncilRegister, today: date, wat
         day, readiness = found.vesting.isoformat(), found.readiness
         if readiness is Readiness.READY:
             try:
-                await _apply(uow, register, found.vesting)
+                await _apply(uow, register, found.vesting, today)
             except PlanNotApplicable as refusal:
                 # Ready as read, refused under the locks: the reason says what changed.
                 readiness, reasons, held = Readiness.BLOCKED, str(refusal), len(found.tenancies)
@@ -109,14 +109,14 @@ async def apply_due(uow: UnitOfWork, register: CouncilRegister, today: date, wat
     watch.shown = metrics.show_reorganisations_waiting(waiting, watch.shown)
 
 
-async def _apply(uow: UnitOfWork, register: CouncilRegister, vesting: date) -> None:
+async def _apply(uow: UnitOfWork, register: CouncilRegister, vesting: date, today: date) -> None:
     """Apply the day's plan as ``tenancy reorganise apply`` does, unless someone applied it
     since the round looked."""
     attributes = {"reorganisation.vesting": vesting.isoformat(), "reorganisation.automatic": "true"}
     with tracer().start_as_current_span("reorganise apply", attributes=attributes):
         async with uow.transaction() as tx:
             applied = await apply(
-                tx, register, vesting, {}, ON_VESTING_DAY, SOURCE, retry_failed=False
+                tx, register, vesting, {}, ON_VESTING_DAY, SOURCE, today=today, retry_failed=False
             )
             if applied.first:
                 detail = {**attributes, "tenancies": str(len(applied.requested))}

@@ -10,19 +10,21 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.access import runs, sql_scope
+from api.access import TenancyScope, runs, sees, sql_scope
 from api.problems import Problem
 from api.routes.billing import invoices
 from api.tokens import Role
 from api.web.forms import Errors
-from api.web.presenters import STATES, pounds, state_tag, when
+from api.web.presenters import STATES, day, pounds, state_tag, when
 from api.web.routing import Context, PageRoute, signed_in
 from services.metering.periods import Period
 from services.metering.repository import usage_of
+from services.onboarding.reorganisation import share_text
 from services.onboarding.repository import CatalogueRepository
 from shared.catalogue import PeriodKind
 
@@ -48,9 +50,12 @@ async def tenancies(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
         rows = await conn.fetch(
             "SELECT t.id::text, t.council_gss, t.council_name, t.service_id, t.state,"
             " t.failed_step, t.reason, t.requested_at, t.updated_at,"
-            " r.council_name || ' (' || r.council_gss || ')' AS moved_into"
+            " r.council_name || ' (' || r.council_gss || ')' AS moved_into,"
+            " r.id::text AS moved_into_id, r.council_gss AS moved_into_gss, s.owner_council,"
+            " m.vesting"
             " FROM onboarding.tenancies t JOIN onboarding.services s ON s.id = t.service_id"
             " LEFT JOIN onboarding.tenancies r ON r.id = t.reorganised_into"
+            " LEFT JOIN onboarding.reorganisation_moves m ON m.source_tenancy_id = t.id"
             f" WHERE {clause} ORDER BY t.council_name",
             *params,
         )
@@ -62,6 +67,10 @@ async def tenancies(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
     ]
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in run_here}
     for row in rows:
+        # The successor's tenancy is linked only for those who may open it: a predecessor's
+        # admin is told whose it is instead.
+        successor = TenancyScope(row["moved_into_gss"], row["service_id"], row["owner_council"])
+        linked = row["moved_into_id"] is not None and sees(who, successor)
         by_state = grouped.setdefault(row["service_id"], {})
         by_state.setdefault(row["state"], []).append(
             {
@@ -70,6 +79,8 @@ async def tenancies(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
                 "failed_step": row["failed_step"],
                 "reason": row["reason"],
                 "moved_into": row["moved_into"],
+                "moved_into_href": f"/tenancy/{row['moved_into_id']}" if linked else None,
+                "vesting": day(row["vesting"]) if row["moved_into"] else "",
                 "requested": when(row["requested_at"]),
                 "updated": when(row["updated_at"]),
             }
@@ -145,6 +156,10 @@ async def billing(
             "final": i["final"],
             "purchase_order": i["purchase_order"],
             "lines": _lines(i["lines"]),
+            "parties": [
+                f"{p['council']['name']} {share_text(Fraction(p['share']))}: {pounds(p['amount'])}"
+                for p in i["parties"]
+            ],
             "id": i["id"],
         }
         for i in issued

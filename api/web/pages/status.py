@@ -15,11 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 
-from api.access import runs
+from api.access import TenancyScope, runs, sees
 from api.routes.tenancies import retry, tenancy_status
 from api.tokens import Principal, Role
 from api.web.pages.join import image
-from api.web.presenters import FINISHED, STEPS, state_tag, when
+from api.web.presenters import FINISHED, STEPS, day, state_tag, when
 from api.web.routing import Context, PageRoute, WebError, posted, see_other, signed_in
 from services.branding.preview import render_preview
 from services.onboarding.repository import CatalogueRepository
@@ -88,8 +88,29 @@ async def status_page(
             "refresh_seconds": REFRESH_SECONDS,
             "may_retry": may_retry,
             "failed_step": STEPS.get(found["failed_step"] or "", found["failed_step"]),
+            "moved_into": moved_into(who, found, manifest),
         },
     )
+
+
+def moved_into(
+    who: Principal, found: dict[str, Any], manifest: ServiceManifest | None
+) -> dict[str, Any] | None:
+    """Where a reorganised tenancy went, in words. The successor's tenancy is in the same
+    service; it is linked only for those who may open it, by the same rule as any tenancy, so a
+    predecessor's admin is told whose it is rather than sent to a page that is not found."""
+    into = found.get("reorganised_into")
+    if into is None:
+        return None
+    visible = manifest is not None and sees(
+        who, TenancyScope(into["council"], found["service"], manifest.owner_council)
+    )
+    return {
+        **into,
+        "vesting": day(into["vesting"]),
+        "moved": when(found["reorganised_at"]),
+        "href": f"/tenancy/{into['id']}" if visible else None,
+    }
 
 
 @router.post("/tenancy/{tenancy_id}/retry")
