@@ -8,9 +8,9 @@ aggregation. Nothing consumes them while they are published: both sides start fr
 *System*: the metering worker, in a fresh Python process per repeat (tracing can be set up only
 once per process, so every repeat starts alike), on its own new database whose meters are
 opened for every tenancy before it starts consuming. Its consumer reads batches of up to
-``usage_batch_size`` (5,000) records and counts each batch in one transaction. The time runs from
-the start of its first batch to the end of its last, from the batch spans the worker writes,
-so the group join and start-up are left out.
+``usage_batch_size`` (5,000) records and counts each batch in one transaction, while it reads
+the next. The time runs from the start of its first batch to the end of the counting of its
+last, from the spans the worker writes, so the group join and start-up are left out.
 
 *Floor*: a bare aiokafka consumer in a fresh group reading the same topic to the end with the
 same ``getmany`` size and fetch wait, doing nothing with the records and committing nothing:
@@ -423,23 +423,28 @@ def _batch_spans(spans_file: Path, topic: str) -> dict[str, Any] | None:
     """The worker's batch spans on the usage topic: when it started its first batch, ended its
     last, how many records they held and how long it spent inside them."""
     spans: list[tuple[int, int, int]] = []
+    # A batch is counted after its consumer span ends, while the next one is read: the last
+    # batch's time ends with its counting.
+    counted_ends: list[int] = []
     if spans_file.exists():
         with spans_file.open() as lines:
             for line in lines:
                 span = json.loads(line)
                 attributes = span.get("attributes", {})
-                count = attributes.get("messaging.batch.message_count")
-                if (
-                    count is not None
-                    and attributes.get("messaging.destination.name") == topic
-                    and span.get("start_ns")
-                    and span.get("end_ns")
+                if attributes.get("messaging.destination.name") != topic or not (
+                    span.get("start_ns") and span.get("end_ns")
                 ):
+                    continue
+                count = attributes.get("messaging.batch.message_count")
+                if count is not None:
                     spans.append((span["start_ns"], span["end_ns"], int(count)))
+                elif attributes.get("tenancy.usage.counted") is not None:
+                    counted_ends.append(span["end_ns"])
     if not spans:
         return None
+    last = max([e for _, e, _ in spans] + counted_ends)
     return {
-        "seconds": (max(e for _, e, _ in spans) - min(s for s, _, _ in spans)) / 1e9,
+        "seconds": (last - min(s for s, _, _ in spans)) / 1e9,
         "batches": len(spans),
         "records": sum(c for _, _, c in spans),
         "handler_seconds": sum(e - s for s, e, _ in spans) / 1e9,
@@ -456,7 +461,7 @@ class _Run:
     seconds: float  # reading all the events, first batch to last
     rate: float  # events per second, repeats included
     batch: float  # mean records per batch (per non-empty fetch for the floor)
-    busy: float | None  # share of the time inside the worker's handler
+    busy: float | None  # share of the time inside the worker's handler (reading a batch)
 
 
 def _system_run_figures(plan: Plan, measured: dict[str, Any]) -> _Run:
@@ -525,7 +530,10 @@ def _result(plan: Plan, measured: dict[str, Any]) -> dict[str, Any]:
             "%",
             [(r.busy or 0) * 100 for r in system],
             None,
-            note="the rest is fetching, offset commits and the framework between batches",
+            note=(
+                "the handler reads a batch and waits for the one before to be counted; the rest"
+                " is fetching and the framework between batches"
+            ),
         ),
         "other_cpu": other_cpu_figure(repeats),
     }

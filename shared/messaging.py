@@ -223,6 +223,23 @@ class DeadLetters:
         log.error("event dead-lettered", reason=reason, dead_letter_id=str(letter_id))
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """What a batch handler returns when it has taken its batch and goes on with it in the
+    background (metering counts a batch while the next one is read). The batch's offsets are
+    recorded for commit once ``outcome`` succeeds, and never if it fails: the handler then
+    rewinds the consumer to the batch itself, and the batch is read again."""
+
+    outcome: asyncio.Future[Any]
+
+    @classmethod
+    def not_taken(cls) -> Deferred:
+        """A batch the handler left to be read again, having rewound the consumer to it."""
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        outcome.cancel()
+        return cls(outcome)
+
+
 class EventMiddleware(BaseMiddleware):
     """Tracing, log context, retry and dead-lettering around every consumed event."""
 
@@ -260,9 +277,19 @@ class EventMiddleware(BaseMiddleware):
                 await msg.nack()
             raise
         consumer = getattr(msg, "consumer", None)
+        if isinstance(result, Deferred):
+            if consumer is not None:
+                result.outcome.add_done_callback(partial(self._handled, consumer, records))
+            return None
         if consumer is not None:
             self.commits.handled(consumer, records)
         return result
+
+    def _handled(
+        self, consumer: Any, records: tuple[Any, ...], outcome: asyncio.Future[Any]
+    ) -> None:
+        if not outcome.cancelled() and outcome.exception() is None:
+            self.commits.handled(consumer, records)
 
     async def _consume_one_or_batch(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         raw = msg.raw_message
@@ -313,7 +340,10 @@ class EventMiddleware(BaseMiddleware):
             started = time.perf_counter()
             try:
                 result = await call_next(msg)
-                metrics.EVENTS_HANDLED.labels(*labels).inc(len(records))
+                if isinstance(result, Deferred):
+                    result.outcome.add_done_callback(partial(_count_batch, labels, len(records)))
+                else:
+                    metrics.EVENTS_HANDLED.labels(*labels).inc(len(records))
                 return result
             except Exception as error:
                 metrics.EVENTS_FAILED.labels(*labels).inc(len(records))
@@ -371,6 +401,13 @@ class EventMiddleware(BaseMiddleware):
                     await asyncio.sleep(5)
                     raise
                 return None
+
+
+def _count_batch(labels: tuple[str, str], records: int, outcome: asyncio.Future[Any]) -> None:
+    if outcome.cancelled():
+        return  # not taken: it is read again
+    failed = outcome.exception() is not None
+    (metrics.EVENTS_FAILED if failed else metrics.EVENTS_HANDLED).labels(*labels).inc(records)
 
 
 def event_middleware(

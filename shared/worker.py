@@ -38,7 +38,7 @@ from shared.topics import PARTITIONS, Topic, dead_letter_topic
 from shared.tracing import configure_tracing, shutdown_tracing
 
 log = get_logger(__name__)
-Handler = TypeVar("Handler", bound=Callable[..., Awaitable[None]])
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[object]])
 
 
 @dataclass
@@ -52,6 +52,9 @@ class Worker:
     commits: OffsetCommits
     # Resources a worker opens beyond the platform pool, closed when it stops.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Work handlers left going in the background (metering's counting), finished when it stops
+    # before the last offsets are committed.
+    drains: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Loops that run while the worker runs (outbox relay, re-drive), given its unit of work.
     background: list[Callable[[UnitOfWork], Coroutine[Any, Any, None]]] = field(
         default_factory=list
@@ -85,6 +88,10 @@ class Worker:
 
     def topic(self, topic: Topic) -> str:
         return self.settings.topic(topic.value)
+
+    async def drain(self) -> None:
+        for drain in self.drains:
+            await drain()
 
     def publishes(self, *events: type[CloudEvent]) -> None:
         """Declare the events this worker emits (through its outbox), for the AsyncAPI document."""
@@ -183,6 +190,7 @@ def create_app(worker: Worker, migrations_dir: Path | None) -> FastStream:
     configure_logging(worker.name, settings.log_level, settings.log_format)
     app = FastStream(worker.broker, lifespan=lifespan, logger=None)
     # Before the consumers stop, while they can still commit what was handled.
+    app.on_shutdown(worker.drain)
     app.on_shutdown(worker.commits.flush)
 
     @app.after_startup
@@ -252,6 +260,7 @@ async def _resources(worker: Worker, migrations_dir: Path | None) -> AsyncIterat
         tasks += [asyncio.create_task(loop(worker.uow)) for loop in worker.background]
         yield worker
     finally:
+        await worker.drain()
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -506,6 +506,45 @@ async def crash_pool(crash_slice: Slice) -> AsyncIterator[db.Pool]:
     await pool.close()
 
 
+async def test_usage_hit_by_an_outage_is_read_again_and_counted_once(
+    platform: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is counted while the next is read, and its offsets recorded only once counted:
+    one that meets an outage is read again, with whatever was read meanwhile, and counts once."""
+    from services.metering.repository import UsageLedger
+
+    tenancy_id = await drill_tenancy(platform, "E07000034")  # Bolsover
+    real_count = UsageLedger.count
+    outages: list[int] = []
+
+    async def count_after_an_outage(self: UsageLedger, batch: Any) -> Any:
+        if not outages and any(u.subject == tenancy_id for u in batch):
+            outages.append(len(batch))
+            raise ConnectionRefusedError("database went away")
+        return await real_count(self, batch)
+
+    monkeypatch.setattr(UsageLedger, "count", count_after_an_outage)
+    await publish(platform.slice, [usage_event(tenancy_id) for _ in range(30)])
+    await publish(platform.slice, [usage_event(tenancy_id) for _ in range(30)])
+    await wait_counted(platform.pool, tenancy_id, 60)
+    await drained(platform.slice)  # and every offset committed
+
+    assert outages
+    assert await counted(platform.pool, tenancy_id) == 60
+    assert (
+        await platform.pool.fetchval(
+            "SELECT sum(total) FROM metering.usage_totals WHERE tenancy_id = $1", tenancy_id
+        )
+        == 60
+    )
+    assert (
+        await platform.pool.fetchval(
+            "SELECT count(*) FROM metering.dead_letters WHERE key = $1", tenancy_id
+        )
+        == 0
+    )
+
+
 @pytest.mark.slow
 async def test_usage_redelivered_after_a_crash_counts_once(
     crash_slice: Slice, metering_process: WorkerProcess, crash_pool: db.Pool

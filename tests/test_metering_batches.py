@@ -498,9 +498,9 @@ async def test_events_another_consumer_counts_meanwhile_are_repeats_when_counted
     real_count = service.count
     batches: list[int] = []
 
-    async def counting(conn: Any, records: Sequence[Record]) -> service.Counted:
+    async def counting(conn: Any, records: Sequence[Record], **options: Any) -> service.Counted:
         batches.append(len(records))
-        return await real_count(conn, records)
+        return await real_count(conn, records, **options)
 
     monkeypatch.setattr(service, "count", counting)
     tenancy_id = await tenancy(pool)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -10,8 +11,9 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from services.metering import service
+from services.metering.counting import Pipeline
 from services.metering.settings import MeteringSettings
-from services.metering.usage import Rejection
+from services.metering.usage import Rejection, Usage
 from shared.events import (
     BillingCloseRequested,
     InvoiceIssued,
@@ -52,6 +54,8 @@ async def undecoded(msg: Any) -> Any:
 
 def register(worker: Worker, settings: MeteringSettings) -> None:
     worker.publishes(MeteringEnabled, InvoiceIssued)
+    counting = Pipeline(partial(count_batch, worker), worker.topic(Topic.USAGE_RECORDED))
+    worker.drains.append(counting.drain)
 
     @worker.subscriber(Topic.TENANCY_REGISTERED)
     async def on_tenancy_registered(event: TenancyRegistered) -> None:
@@ -73,8 +77,9 @@ def register(worker: Worker, settings: MeteringSettings) -> None:
             " binary mode (see the README), counted in batches, exactly once."
         ),
     )
-    async def on_usage_recorded(records: list[bytes], message: KafkaMessage) -> None:
-        await count_batch(worker, list(message.raw_message))
+    # Any, not Deferred: faststream would make a pydantic model of the type it returns.
+    async def on_usage_recorded(records: list[bytes], message: KafkaMessage) -> Any:
+        return await counting.take(message.consumer, message.raw_message)
 
     @worker.subscriber(Topic.BILLING_CLOSE_REQUESTED)
     async def on_billing_close_requested(event: BillingCloseRequested) -> None:
@@ -100,36 +105,42 @@ def register(worker: Worker, settings: MeteringSettings) -> None:
                 await service.close_for_reorganisation(tx, event.subject, event.data)
 
 
-async def count_batch(worker: Worker, records: list[Any]) -> None:
+async def count_batch(
+    worker: Worker, records: Sequence[Any], parsed: Sequence[Usage | Rejection] | None = None
+) -> None:
     """Count a batch in one transaction. If the batch as a whole cannot be written (not an
     outage: say a quantity too large for the database), it is halved and each half counted on
     its own, again and again, so only the records that still fail alone are dead-lettered,
-    after a few transactions rather than one per record."""
+    after a few transactions rather than one per record. ``parsed``: the batch read already."""
+    if parsed is None:
+        parsed = await service.read(records)
     try:
-        rejected = await _count(worker, records)
+        rejected = await _count(worker, records, parsed)
     except Exception as error:
         if is_outage(error) or len(records) == 1:
             raise
         log.warning("batch failed; counting it in halves", error=str(error))
-        rejected = await _count_in_halves(worker, records)
+        rejected = await _count_in_halves(worker, records, parsed)
     for record, rejection in rejected:
         await worker.dead_letters.record_raw(record, rejection.reason, rejection.message)
 
 
-async def _count_in_halves(worker: Worker, records: list[Any]) -> list[tuple[Any, Rejection]]:
+async def _count_in_halves(
+    worker: Worker, records: Sequence[Any], parsed: Sequence[Usage | Rejection]
+) -> list[tuple[Any, Rejection]]:
     rejected: list[tuple[Any, Rejection]] = []
     middle = len(records) // 2
-    for half in (records[:middle], records[middle:]):
+    for half in (slice(None, middle), slice(middle, None)):
         try:
-            rejected += await _count(worker, half)
+            rejected += await _count(worker, records[half], parsed[half])
         except Exception as error:
             if is_outage(error):
                 raise
-            if len(half) > 1:
-                rejected += await _count_in_halves(worker, half)
+            if len(records[half]) > 1:
+                rejected += await _count_in_halves(worker, records[half], parsed[half])
             else:
                 problem = Rejection("unprocessable", f"{type(error).__name__}: {error}")
-                rejected.append((half[0], problem))
+                rejected.append((records[half][0], problem))
     return rejected
 
 
@@ -137,11 +148,13 @@ async def _count_in_halves(worker: Worker, records: list[Any]) -> list[tuple[Any
 RACES = 5
 
 
-async def _count(worker: Worker, records: list[Any]) -> list[tuple[Any, Rejection]]:
+async def _count(
+    worker: Worker, records: Sequence[Any], parsed: Sequence[Usage | Rejection]
+) -> list[tuple[Any, Rejection]]:
     for attempt in range(1, RACES + 1):
         try:
             async with worker.pool.acquire() as conn, conn.transaction():
-                counted = await service.count(conn, records)
+                counted = await service.count(conn, records, parsed=parsed)
             break
         except (asyncpg.UniqueViolationError, asyncpg.TransactionRollbackError):
             # Another consumer counted some of these events while this batch was counted (a

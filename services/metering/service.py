@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import uuid
 from collections.abc import Sequence
@@ -77,58 +76,45 @@ class Counted:
     rejected: list[tuple[int, Rejection]]  # index in the batch, why
 
 
-# A batch is read a slice at a time, and its events are counted by one statement after
-# another, all in one transaction. PostgreSQL counts an event more slowly than Python reads one:
-# each statement takes what has been read by the time the one before is done (at most CHUNK
-# events), so neither waits for the other longer than a slice takes to read.
+# A batch is read a slice at a time (letting the counting of the batch before go on between
+# slices), then counted by a statement per CHUNK events, all in one transaction.
 CHUNK = 2500
 READ_SLICE = 200
 
 
-async def count(conn: Connection, records: Sequence[Record], chunk: int = CHUNK) -> Counted:
+async def read(records: Sequence[Record]) -> list[Usage | Rejection]:
+    """Parse a batch a slice at a time, letting other tasks run between slices (the counting of
+    the batch before, whose statements then go on while this one is read)."""
+    found: list[Usage | Rejection] = []
+    for start in range(0, len(records), READ_SLICE):
+        found += usage.parse_batch(records[start : start + READ_SLICE])
+        await asyncio.sleep(0)
+    return found
+
+
+async def count(
+    conn: Connection,
+    records: Sequence[Record],
+    chunk: int = CHUNK,
+    *,
+    parsed: Sequence[Usage | Rejection] | None = None,
+) -> Counted:
     """Count a batch of usage events in the caller's transaction. Each event is recorded as seen
     with its quantity, so a repeat of the batch counts nothing twice. A few statements whatever
-    the batch's size: the services' locks and the tenancies' meters (again only for tenancies
-    a later slice names first), a few that record the events, and one that adds them up."""
+    the batch's size: the services' locks and the tenancies' meters, one per CHUNK events that
+    records them, and one that adds them up. ``parsed`` is the batch as :func:`read` gave it,
+    if it was read already."""
+    if parsed is None:
+        parsed = await read(records)
     batch = _Batch(conn)
-    counting: asyncio.Task[None] | None = None
-    ready: list[tuple[int, Usage]] = []  # read and checked, not yet sent
-    try:
-        for start in range(0, len(records), READ_SLICE):
-            read = usage.parse_batch(records[start : start + READ_SLICE])
-            unseen = batch.unseen(read)
-            if unseen:
-                await _finished(counting)  # one statement at a time on a connection
-                counting = None
-                await batch.look_up(unseen)
-            ready += batch.check(start, read)
-            if counting is not None and counting.done():
-                await _finished(counting)
-                counting = None
-            if counting is None and ready:
-                counting = asyncio.create_task(batch.record(ready[:chunk]))
-                del ready[:chunk]
-            # The statement goes out, or the one under way answers, while the next slice is read.
-            await asyncio.sleep(0)
-        while ready:
-            await _finished(counting)
-            counting = asyncio.create_task(batch.record(ready[:chunk]))
-            del ready[:chunk]
-        await _finished(counting)
-        counting = None
-        await batch.add_up()
-    except BaseException:
-        if counting is not None:  # the connection is the caller's again only once it is idle
-            with contextlib.suppress(BaseException):
-                await counting
-        raise
+    subjects = batch.unseen(parsed)
+    if subjects:
+        await batch.look_up(subjects)
+    ready = batch.check(0, parsed)
+    for start in range(0, len(ready), chunk):
+        await batch.record(ready[start : start + chunk])
+    await batch.add_up()
     return Counted(batch.new, batch.duplicates, sorted(batch.rejected, key=lambda r: r[0]))
-
-
-async def _finished(counting: asyncio.Task[None] | None) -> None:
-    """Wait for the statement under way, if any; its failure is the batch's."""
-    if counting is not None:
-        await counting
 
 
 class _Batch:
@@ -145,7 +131,7 @@ class _Batch:
         self.duplicates = 0
         self.new = 0
 
-    def unseen(self, read: list[Usage | Rejection]) -> list[str]:
+    def unseen(self, read: Sequence[Usage | Rejection]) -> list[str]:
         """The tenancies of these events not yet looked up."""
         return sorted(
             {u.subject for u in read if isinstance(u, Usage) and u.subject not in self.tenancies}
@@ -168,7 +154,7 @@ class _Batch:
             more = await meters.of_tenancies(successors)
             self.tenancies.update({s: more.get(s) for s in successors})
 
-    def check(self, start: int, read: list[Usage | Rejection]) -> list[tuple[int, Usage]]:
+    def check(self, start: int, read: Sequence[Usage | Rejection]) -> list[tuple[int, Usage]]:
         """The events of one chunk that may be counted, each the first of its (source, id) in
         the batch."""
         accepted: list[tuple[int, Usage]] = []

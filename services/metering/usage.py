@@ -52,55 +52,30 @@ class Rejection:
         return self.problems or (self.message,)
 
 
-class Usage:
+class Usage(msgspec.Struct, gc=False):
     """A usage event that passed every check of its own: what counting needs of it.
 
     ``digest`` is of the event in pydantic's canonical JSON, extensions left out: a repeated id
-    must carry the same payload. The two readers below agree on every field and on it."""
+    must carry the same payload. The two readers below agree on every field and on it.
 
-    __slots__ = (
-        "_event",
-        "_json",
-        "digest",
-        "id",
-        "key",
-        "meter",
-        "month",
-        "quantity",
-        "source",
-        "subject",
-        "time",
-        "value",
-    )
+    A struct, made for every event read: a plain class with slots took a third of the plain
+    reader's time to make one."""
 
-    # Positional: made for every event read, and binding eleven keywords took an eighth of
-    # the plain reader's time.
-    def __init__(
-        self,
-        source: str,
-        id: str,
-        subject: str,
-        time: datetime,
-        meter: str,
-        quantity: Decimal,
-        value: str | None,
-        digest: str,
-        month: str,
-        event: UsageRecorded | None = None,
-        json: bytes = b"",
-    ) -> None:
-        self.source = source
-        self.id = id
-        self.key = (source, id)
-        self.subject = subject  # the tenancy id, canonical
-        self.time = time
-        self.meter = meter
-        self.quantity = quantity
-        self.value = value
-        self.digest = digest
-        self.month = month  # the calendar month, in London, that its time falls in
-        self._event = event
-        self._json = json
+    source: str
+    id: str
+    subject: str  # the tenancy id, canonical; a successor's once it counts for one
+    time: datetime
+    meter: str
+    quantity: Decimal
+    value: str | None
+    digest: str
+    month: str  # the calendar month, in London, that its time falls in
+    _event: UsageRecorded | None = None
+    _json: bytes = b""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.id)
 
     @property
     def event(self) -> UsageRecorded:
