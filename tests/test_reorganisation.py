@@ -26,6 +26,7 @@ from services.onboarding.reorganisation import (
     parse_hosts,
     parse_shares,
     plan,
+    replaced_refusal,
     successor_tenancy_id,
     vesting_instant,
 )
@@ -244,6 +245,65 @@ def test_a_split_without_a_named_host_is_blocked_until_the_operator_names_one() 
     assert county.steps == ()
     assert "the operator must name the successor that hosts bin-collections" in county.reasons[0]
     assert "(one of CBD, WAF)" in county.reasons[0]
+
+
+def test_a_split_may_have_a_host_per_service_winning_for_that_service() -> None:
+    tenancies = [
+        tenancy("E10000006", "bin-collections", n=1),
+        tenancy("E10000006", "parking-permits", IsolationTier.DATABASE, n=2),
+    ]
+    catalogue = {"bin-collections", "parking-permits", "planning-comments"}
+    given = ["CMA=CBD", "E10000006/parking-permits=WAF"]
+    hosts = parse_hosts(real, CUMBRIA_VESTING, given, services=catalogue, tenancies=tenancies)
+    # Stored flat as ever: a plan applied with {"CMA": "CBD"} reads the same.
+    assert hosts == {"CMA": "CBD", "CMA/parking-permits": "WAF"}
+    found = plan(real, CUMBRIA_VESTING, tenancies, hosts)
+    assert found.readiness is Readiness.READY
+    hosted = {t.service_id: t.successor.register_code for t in found.tenancies if t.successor}
+    assert hosted == {"bin-collections": "CBD", "parking-permits": "WAF"}
+    [split] = [c for c in found.changes if c.kind is Kind.SPLIT]
+    assert split.host is not None
+    assert split.host.register_code == "CBD"
+    assert split.as_json()["service_hosts"]["parking-permits"]["register_code"] == "WAF"
+
+    def refused(entry: str) -> str:
+        with pytest.raises(PlanInputInvalid) as refusal:
+            parse_hosts(real, CUMBRIA_VESTING, [entry], services=catalogue, tenancies=tenancies)
+        return str(refusal.value)
+
+    assert "'parking' in 'CMA/parking=WAF' is not a service in the catalogue" in refused(
+        "CMA/parking=WAF"
+    )
+    assert "Cumbria County Council (E10000006) has no tenancy in planning-comments" in refused(
+        "CMA/planning-comments=WAF"
+    )
+    assert "Carlisle City Council (E07000028) is not split" in refused("CAR/bin-collections=CBD")
+    assert "North Yorkshire Council (E06000065) does not succeed" in refused(
+        "CMA/bin-collections=NYE"
+    )
+    assert "names a service but no council" in refused("/bin-collections=CBD")
+
+
+def test_a_council_whose_replacement_is_decided_is_told_to_onboard_its_successor(
+    surrey_issued: CouncilRegister,
+) -> None:
+    county = surrey_issued.find("SRY")
+    elmbridge = surrey_issued.find("E07000207")
+    assert county is not None
+    assert elmbridge is not None
+    before = date(2026, 12, 1)
+    assert replaced_refusal(surrey_issued, county, None, before) is None
+    assert replaced_refusal(surrey_issued, county, "scheduled", before) == (
+        "council: Surrey County Council (E10000030) is replaced by East Surrey Council and West"
+        " Surrey Council on 2027-04-01 and the plan for that day is scheduled: onboard East"
+        " Surrey Council or West Surrey Council instead (from 2027-04-01, when they exist)"
+    )
+    told = replaced_refusal(surrey_issued, elmbridge, "applied", SURREY_VESTING)
+    assert told is not None
+    assert told.endswith(
+        "is replaced by East Surrey Council on 2027-04-01 and the plan for that day is applied:"
+        " onboard East Surrey Council instead"
+    )
 
 
 # -- Surrey, 2027: twelve councils into two, in every tier -----------------------------------

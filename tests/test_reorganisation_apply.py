@@ -42,6 +42,7 @@ from tests.test_reorganisation import ISSUED, SURREY_VESTING, surrey_csv
 
 CUMBRIA_REPLAY = date(2028, 4, 1)
 ELMBRIDGE, EPSOM, MOLE_VALLEY, REIGATE = "E07000207", "E07000208", "E07000210", "E07000211"
+SURREY_COUNTY, WEST_SURREY = "E10000030", ISSUED["WSU"]
 CUMBRIA, ALLERDALE = "E10000006", "E07000026"
 EAST_SURREY, CUMBERLAND, WESTMORLAND = ISSUED["ESU"], "E06000063", "E06000064"
 TIERS = {"schema": "bin-collections", "pooled": "planning-comments", "database": "parking-permits"}
@@ -477,15 +478,20 @@ async def test_cumbria_is_split_hosted_by_cumberland_through_the_cli(area: Area)
     day = CUMBRIA_REPLAY.isoformat()
 
     hosted = ("--host", "CMA=CBD")
-    too_soon = await cli(area.slice, "reorganise", "apply", "--on", day, *hosted, env=env)
-    assert too_soon.returncode != 0
-    refusal = " ".join(too_soon.stderr.split())
-    assert f"on: {day} is vesting day" in refusal
-    assert 'apply it now by adding --early "REASON" to the command' in refusal
     early = ("--early", "  drill ahead of vesting day ")
     unhosted = await cli(area.slice, "reorganise", "apply", "--on", day, *early, env=env)
     assert unhosted.returncode != 0
     assert "must name the successor that hosts" in " ".join(unhosted.stderr.split())
+    # Before vesting day, without --early, apply schedules the plan for the worker.
+    wrong = ("--host", "CMA/bin-collections=WAF")
+    scheduled = await cli(area.slice, "reorganise", "apply", "--on", day, *wrong, env=env)
+    assert scheduled.returncode == 0, scheduled.stderr
+    told = " ".join(scheduled.stdout.split())
+    assert f"scheduled, not applied: the onboarding worker carries out the plan for {day}" in told
+    assert "REORGANISE_AUTOMATICALLY=true" in told
+    assert "as it stands the plan is blocked" in " ".join(scheduled.stderr.split())
+    planned = await cli(area.slice, "reorganise", "plan", "--on", day, "--json", env=env)
+    assert json.loads(planned.stdout)["arrangement"]["hosts"] == {"CMA/bin-collections": "WAF"}
 
     # The agreement divides the cost 45:55; shares that do not make a whole are refused.
     uneven = ("--share", "CBD=0.5", "--share", "WAF=60%")
@@ -500,6 +506,10 @@ async def test_cumbria_is_split_hosted_by_cumberland_through_the_cli(area: Area)
     )
     assert result.returncode == 0, result.stderr
     assert "applied early: 4 tenancies move now, before vesting day 2028-04-01" in result.stdout
+    # The hosts given by hand win over those scheduled, and the operator is told.
+    assert "note: the plan was scheduled with hosts CMA/bin-collections=WAF" in " ".join(
+        result.stderr.split()
+    )
     async with area.client.pool.acquire() as conn:
         kept = await conn.fetchval(
             "SELECT applied_early FROM onboarding.reorganisations WHERE vesting = $1",

@@ -1,6 +1,8 @@
 """Vesting day arrives and the onboarding worker applies the plan by itself (issue 18), on
 workers of their own with the register of tests.test_reorganisation_apply (Surrey reorganised
-in 2027, Cumbria's split replayed in 2028) and a clock that says which day it is in London."""
+in 2027, Cumbria's split replayed in 2028) and a clock that says which day it is in London:
+Surrey's, with the county's split, as the operator scheduled it ahead of the day; Cumbria's,
+never arranged, left to the operator."""
 
 from __future__ import annotations
 
@@ -16,7 +18,11 @@ import pytest
 import structlog
 
 from services.onboarding.councils import CouncilRegister
+from services.onboarding.reorganisation import parse_hosts
+from services.onboarding.reorganisation_repository import MoveRepository
+from services.onboarding.reorganisation_service import joining_refusal, schedule
 from services.onboarding.repository import CatalogueRepository
+from services.onboarding.service import Person, RequestRefused
 from services.onboarding.vesting_day import run_vesting_days
 from shared import db, metrics
 from shared.catalogue import ServiceManifest
@@ -28,6 +34,8 @@ from tests.test_reorganisation_apply import (
     CUMBRIA_REPLAY,
     ELMBRIDGE,
     EPSOM,
+    SURREY_COUNTY,
+    WEST_SURREY,
     Area,
     ReorganisedSlice,
     apply_plan,
@@ -87,7 +95,8 @@ async def stack(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Async
         async with Client(slice_, onboarding.pool) as client:
             client.councils = CouncilRegister.from_csv(slice_.councils_csv)
             ids = {
-                (c, SERVICE): await client.onboard(c, SERVICE) for c in (ELMBRIDGE, EPSOM, CUMBRIA)
+                (c, SERVICE): await client.onboard(c, SERVICE)
+                for c in (ELMBRIDGE, EPSOM, SURREY_COUNTY, CUMBRIA)
             }
             for tenancy_id in ids.values():
                 assert (await client.wait_for(tenancy_id))["state"] == "active"
@@ -110,7 +119,17 @@ async def gone(vesting: date) -> bool:
     return blocked(vesting) is None
 
 
-async def test_vesting_day_applies_a_ready_plan_and_leaves_a_split_to_the_operator(
+async def schedule_surrey(area: Area, today: date, *hosts: str) -> Any:
+    """``tenancy reorganise apply`` before vesting day, as the CLI calls it."""
+    by = Person("Alex Operator", "operator, on the successor's behalf")
+    chosen = parse_hosts(area.register, SURREY_VESTING, list(hosts))
+    async with area.client.pool.acquire() as conn, conn.transaction():
+        return await schedule(
+            conn, area.register, SURREY_VESTING, chosen, {}, by, "cli:alex", today=today
+        )
+
+
+async def test_vesting_day_applies_a_scheduled_plan_and_leaves_an_unarranged_split_to_the_operator(
     stack: Stack,
 ) -> None:
     area = stack.area
@@ -120,18 +139,45 @@ async def test_vesting_day_applies_a_ready_plan_and_leaves_a_split_to_the_operat
             run_vesting_days(stack.uow, stack.councils_csv, CHECK_SECONDS, today)
         )
         try:
+            # Surrey's county is split: the operator arranges its host ahead of the day, then
+            # changes their mind; the second arrangement replaces the first.
+            first = await schedule_surrey(area, today.day, "SRY=ESU")
+            assert first.replaced is None
+            again = await schedule_surrey(area, today.day, f"SRY/{SERVICE}=WSU")
+            assert again.replaced is not None
+            assert again.replaced.hosts == {"SRY": "ESU"}
+            assert again.plan.readiness.value == "ready"
             await asyncio.sleep(3 * CHECK_SECONDS)
             async with area.client.pool.acquire() as conn:
                 assert await conn.fetchval("SELECT count(*) FROM onboarding.reorganisations") == 0
+                scheduled = await conn.fetch(
+                    "SELECT actor, detail->>'hosts' AS hosts FROM audit.log"
+                    " WHERE action = 'reorganise.scheduled' ORDER BY seq"
+                )
+                # Its predecessors can no longer newly join a service: their successors can.
+                county = area.register.find(SURREY_COUNTY)
+                assert county is not None
+                refusal = await joining_refusal(conn, area.register, county)
+            assert [(a["actor"], a["hosts"]) for a in scheduled] == [
+                ("cli:alex", "SRY=ESU"),
+                ("cli:alex", f"SRY/{SERVICE}=WSU"),
+            ]
+            assert refusal is not None
+            assert "on 2027-04-01 and the plan for that day is scheduled: onboard East" in refusal
+            # As an operator's join (CLI, API, web) meets it: refused, nothing recorded.
+            with pytest.raises(RequestRefused, match="the plan for that day is scheduled"):
+                await area.client.onboard(SURREY_COUNTY, service="parking-permits")
 
-            # Surrey's plan is ready: vesting day applies it, as the operator's apply would.
+            # Vesting day: the worker carries it out as arranged, the split included.
             today.day = SURREY_VESTING
             moves = await settled(area, SURREY_VESTING)
-            for council in (ELMBRIDGE, EPSOM):
+            for council in (ELMBRIDGE, EPSOM, SURREY_COUNTY):
                 move = moves[area.of(council, SERVICE)]
                 assert move["status"] == "moved", move["reason"]
                 row = await tenancy_row(area, area.of(council, SERVICE))
                 assert (row["state"], row["into"]) == ("reorganised", move["target"])
+            hosted = moves[area.of(SURREY_COUNTY, SERVICE)]
+            assert (hosted["kind"], hosted["successor_gss"]) == ("split", WEST_SURREY)
             async with area.client.pool.acquire() as conn:
                 by = await conn.fetchval(
                     "SELECT applied_by FROM onboarding.reorganisations WHERE vesting = $1",
@@ -140,10 +186,13 @@ async def test_vesting_day_applies_a_ready_plan_and_leaves_a_split_to_the_operat
                 audited = await conn.fetch(
                     "SELECT actor, detail FROM audit.log WHERE action = 'reorganise.apply'"
                 )
+                request = await MoveRepository(conn).request(area.of(SURREY_COUNTY, SERVICE))
             assert by == "worker:onboarding"
             assert [(a["actor"], a["detail"]["reorganisation.vesting"]) for a in audited] == [
                 ("worker:onboarding", "2027-04-01")
             ]
+            assert audited[0]["detail"]["reorganisation.arranged_by"] == "cli:alex"
+            assert request.agreement.acceptance.name == "Alex Operator"
 
             # Cumbria is split: only the operator can name the host, so it waits for them.
             today.day = CUMBRIA_REPLAY
@@ -152,13 +201,17 @@ async def test_vesting_day_applies_a_ready_plan_and_leaves_a_split_to_the_operat
             warned = [e for e in logs if e["event"].startswith("reorganisation not applied")]
             assert [(e["vesting"], e["readiness"]) for e in warned] == [("2028-04-01", "blocked")]
             assert "must name the successor that hosts vesting-day-drill" in warned[0]["reasons"]
+            assert (
+                "tenancy reorganise apply --on 2028-04-01 --host CMA=SUCCESSOR"
+                in (warned[0]["then"])
+            )
             assert (await tenancy_row(area, area.of(CUMBRIA, SERVICE)))["state"] == "active"
             async with area.client.pool.acquire() as conn:
                 asked = await conn.fetchval(
                     "SELECT count(*) FROM audit.log WHERE action IN"
                     " ('tenancy.reorganisation.requested', 'tenancy.reorganisation.retried')"
                 )
-            assert asked == 2  # Surrey's two moves, asked for once
+            assert asked == 3  # Surrey's three moves, asked for once
 
             # Applied by the operator with a host, it is no longer waiting.
             await apply_plan(area, CUMBRIA_REPLAY, "CMA=CBD")

@@ -179,3 +179,42 @@ async def test_the_web_page_lists_the_coming_reorganisations(
     assert "Elmbridge Borough Council (E07000207)" in shown
     assert "Surrey County Council (E10000030)" in shown
     assert "No host named yet" in shown  # the page names no host: the split waits for one
+
+
+async def test_a_plan_scheduled_ahead_is_shown_by_plan_and_the_api_until_cancelled(
+    platform: Client, surrey: Surrey, api_url: str
+) -> None:
+    if date.today() >= SURREY_VESTING:
+        pytest.skip("scheduling is before vesting day; the CLI goes by the real day")
+    env = {"COUNCILS_CSV": str(surrey.csv), "COLUMNS": "250"}
+    day = ("--on", "2027-04-01")
+    operator = await bearer(platform, Role.OPERATOR)
+    scheduled = await cli(platform.slice, "reorganise", "apply", *day, "--host", "SRY=ESU", env=env)
+    try:
+        assert scheduled.returncode == 0, scheduled.stderr
+        assert "scheduled, not applied" in scheduled.stdout
+        planned = await reorganise(platform, surrey, *day, "--json")
+        shown = json.loads(planned.stdout)
+        assert shown["arrangement"]["hosts"] == {"SRY": "ESU"}
+        # Its hosts are the plan's when none are given: the county's split is hosted.
+        county = ours(shown, surrey)[surrey.county[0]]
+        assert (county["readiness"], county["successor"]["register_code"]) == ("ready", "ESU")
+        async with httpx.AsyncClient(base_url=api_url, headers=operator) as http:
+            seen = (await http.get("/reorganisations/2027-04-01")).json()
+        assert seen["arrangement"]["hosts"] == {"SRY": "ESU"}
+        assert seen["arrangement"]["applied_at"] is None
+        assert ours(seen, surrey)[surrey.county[0]]["readiness"] == "ready"
+    finally:
+        cancelled = await cli(platform.slice, "reorganise", "cancel", *day, env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "cancelled: the plan scheduled for 2027-04-01" in " ".join(cancelled.stdout.split())
+    async with platform.pool.acquire() as conn:
+        audited = await conn.fetch(
+            "SELECT action FROM audit.log WHERE action LIKE 'reorganise.schedul%' ORDER BY seq"
+        )
+    assert [a["action"] for a in audited][-2:] == [
+        "reorganise.scheduled",
+        "reorganise.schedule_cancelled",
+    ]
+    again = await reorganise(platform, surrey, *day, "--json")
+    assert json.loads(again.stdout)["arrangement"] is None

@@ -1,7 +1,7 @@
 """`tenancy reorganise retire` (issue 18): once a day's moves are settled, each verified
 predecessor's frozen data are exported as offboarding's are, then dropped with its role, in
 every isolation tier; a predecessor whose move is not verified is refused and kept as it was.
-Elmbridge merges into East Surrey in each example service, on workers of its own."""
+Woking merges into West Surrey in each example service, on workers of its own."""
 
 from __future__ import annotations
 
@@ -26,11 +26,8 @@ from shared.identifiers import service_database_name, tenant_object_name
 from tests.harness import Client, cli, in_process_workers, load_example_catalogue
 from tests.test_reorganisation import SURREY_VESTING
 from tests.test_reorganisation_apply import (
-    ELMBRIDGE,
     KEEPS_KEYS,
     MAIN,
-    MOLE_VALLEY,
-    REIGATE,
     TIERS,
     Area,
     ReorganisedSlice,
@@ -43,13 +40,16 @@ from tests.test_reorganisation_apply import (
     sql,
 )
 
+# West Surrey's predecessors: the successor's tenancies have the plan's fixed ids, and tenant
+# roles are the cluster's, so East Surrey's, made by the other modules, must not be made again.
+WOKING, GUILDFORD, WAVERLEY = "E07000217", "E07000209", "E07000216"
 DAY = SURREY_VESTING.isoformat()
 ENV = {"COLUMNS": "250"}
 
 
 @pytest.fixture(scope="module")
 async def area(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Area]:
-    """Elmbridge's tenancies moved into East Surrey's; Reigate's move fails on a key clash."""
+    """Woking's tenancies moved into West Surrey's; Waverley's move fails on a key clash."""
     root = tmp_path_factory.mktemp("retired")
     slice_ = ReorganisedSlice(servers.postgres_dsn, servers.bootstrap, root)
     slice_.councils_csv = register_csv(root)
@@ -61,16 +61,16 @@ async def area(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
             await CatalogueRepository(conn).upsert(KEEPS_KEYS)
         async with Client(slice_, pool) as client:
             client.councils = CouncilRegister.from_csv(slice_.councils_csv)
-            wanted = [(ELMBRIDGE, s) for s in TIERS.values()]
-            wanted += [(c, KEEPS_KEYS.id) for c in (MOLE_VALLEY, REIGATE)]
+            wanted = [(WOKING, s) for s in TIERS.values()]
+            wanted += [(c, KEEPS_KEYS.id) for c in (GUILDFORD, WAVERLEY)]
             ids = {key: await client.onboard(key[0], service=key[1]) for key in wanted}
             for tenancy_id in ids.values():
                 assert (await client.wait_for(tenancy_id))["state"] == "active"
             found = Area(client, client.councils, ids)
             for service in TIERS.values():
-                await add_rows(found, service, found.of(ELMBRIDGE, service), ["elm-1", "elm-2"])
-            await add_rows(found, KEEPS_KEYS.id, found.of(MOLE_VALLEY, KEEPS_KEYS.id), ["mole"])
-            await add_rows(found, KEEPS_KEYS.id, found.of(REIGATE, KEEPS_KEYS.id), ["reigate"])
+                await add_rows(found, service, found.of(WOKING, service), ["wok-1", "wok-2"])
+            await add_rows(found, KEEPS_KEYS.id, found.of(GUILDFORD, KEEPS_KEYS.id), ["guildford"])
+            await add_rows(found, KEEPS_KEYS.id, found.of(WAVERLEY, KEEPS_KEYS.id), ["waverley"])
             await apply_plan(found, SURREY_VESTING)
             yield found
 
@@ -88,10 +88,10 @@ async def present(area: Area, service: str, tenancy_id: str) -> dict[str, bool]:
 
 async def test_settled_predecessors_are_exported_then_dropped_in_every_tier(area: Area) -> None:
     moves = await settled(area, SURREY_VESTING)
-    reigate = area.of(REIGATE, KEEPS_KEYS.id)
-    assert moves[reigate]["status"] == "failed"  # Mole Valley's row 1 moved first
+    waverley = area.of(WAVERLEY, KEEPS_KEYS.id)
+    assert moves[waverley]["status"] == "failed"  # Guildford's row 1 moved first
     before = {
-        service: await present(area, service, area.of(ELMBRIDGE, service))
+        service: await present(area, service, area.of(WOKING, service))
         for service in TIERS.values()
     }
     assert before[TIERS["schema"]] == {"role": True, "schema": True, "database": False}
@@ -101,55 +101,55 @@ async def test_settled_predecessors_are_exported_then_dropped_in_every_tier(area
         assert await retire_due(tx, 90, "tests") == []
 
     retired = await cli(area.slice, "reorganise", "retire", "--on", DAY, "--wait", "60", "--json")
-    assert retired.returncode == 3, retired.stderr  # Reigate's move is not verified
+    assert retired.returncode == 3, retired.stderr  # Waverley's move is not verified
     summary = json.loads(retired.stdout)
-    assert reigate in summary["refused"]
-    assert "not verified" in summary["refused"][reigate]
-    assert len(summary["requested"]) == 4  # Elmbridge in each tier, and Mole Valley
+    assert waverley in summary["refused"]
+    assert "not verified" in summary["refused"][waverley]
+    assert len(summary["requested"]) == 4  # Woking in each tier, and Guildford
     shown = {r["source"]: r for r in summary["retirements"]}
     assert {r["retirement"] for r in shown.values()} == {"retired"}, shown
 
     for tier, service in TIERS.items():
-        elmbridge = area.of(ELMBRIDGE, service)
+        woking = area.of(WOKING, service)
         # Offboarding's archive, in its place: every table, with row counts and checksums.
-        found = shown[elmbridge]
+        found = shown[woking]
         archive = Path(found["archive"])
-        assert archive == area.slice.root / "exports" / service / f"{elmbridge}.zip"
+        assert archive == area.slice.root / "exports" / service / f"{woking}.zip"
         assert sha256_of(archive) == found["archive_sha256"]
         manifest = verify_archive(archive)
-        assert manifest["tenancy_id"] == elmbridge
+        assert manifest["tenancy_id"] == woking
         rows = {t["name"]: t["rows"] for t in manifest["tables"]}
-        # Pooled rows were re-tagged to East Surrey's role where they were: none are left.
+        # Pooled rows were re-tagged to West Surrey's role where they were: none are left.
         assert rows[MAIN[service][0]] == (0 if tier == "pooled" else 2)
         assert {t["name"]: t["rows"] for t in found["exported"]} == rows
-        assert await present(area, service, elmbridge) == {
+        assert await present(area, service, woking) == {
             "role": False,
             "schema": False,
             "database": False,
         }
         # The successor keeps the rows it took.
-        target = moves[elmbridge]["target"]
-        assert sorted(v for _, v in await rows_of(area, service, target)) == ["elm-1", "elm-2"]
+        target = moves[woking]["target"]
+        assert sorted(v for _, v in await rows_of(area, service, target)) == ["wok-1", "wok-2"]
 
-    # Refused: Reigate's frozen data, role and login are as they were.
-    assert await rows_of(area, KEEPS_KEYS.id, reigate) == [(1, "reigate")]
-    assert await can_log_in(area, reigate)
+    # Refused: Waverley's frozen data, role and login are as they were.
+    assert await rows_of(area, KEEPS_KEYS.id, waverley) == [(1, "waverley")]
+    assert await can_log_in(area, waverley)
 
     # The audit trail has the export (archive, checksum, row counts) and the drop.
-    elmbridge_bins = area.of(ELMBRIDGE, TIERS["schema"])
+    woking_bins = area.of(WOKING, TIERS["schema"])
     async with area.client.pool.acquire() as conn:
         actions = {
             r["action"]: r["detail"]
             for r in await conn.fetch(
-                "SELECT action, detail FROM audit.log WHERE tenancy_id = $1", elmbridge_bins
+                "SELECT action, detail FROM audit.log WHERE tenancy_id = $1", woking_bins
             )
         }
         cli_request = await conn.fetchval(
             "SELECT count(*) FROM audit.log WHERE action = 'reorganise.retire'"
         )
     exported = actions["tenancy.reorganisation.exported"]
-    assert exported["archive"] == shown[elmbridge_bins]["archive"]
-    assert exported["archive_sha256"] == shown[elmbridge_bins]["archive_sha256"]
+    assert exported["archive"] == shown[woking_bins]["archive"]
+    assert exported["archive_sha256"] == shown[woking_bins]["archive_sha256"]
     assert "missed_bin_reports: 2 rows, sha256 " in exported["tables"]
     assert actions["tenancy.reorganisation.retired"]["dropped"] == "its schema and its role"
     assert cli_request == 1
@@ -163,9 +163,9 @@ async def test_settled_predecessors_are_exported_then_dropped_in_every_tier(area
     assert table.returncode == 0, table.stderr
     assert table.stdout.count("retired: ") == 4
     assert "retired: 2 rows exported" in table.stdout
-    status = await cli(area.slice, "status", elmbridge_bins, env=ENV)
+    status = await cli(area.slice, "status", woking_bins, env=ENV)
     assert status.returncode == 0, status.stderr
-    assert f"exported to {shown[elmbridge_bins]['archive']}" in status.stdout
+    assert f"exported to {shown[woking_bins]['archive']}" in status.stdout
 
     # Isolation itself reports a repeated request's recorded removal, and refuses a
     # predecessor whose move it has no record of, leaving its data as they were.
@@ -177,15 +177,15 @@ async def test_settled_predecessors_are_exported_then_dropped_in_every_tier(area
             drill = await CatalogueRepository(conn).get(KEEPS_KEYS.id)
         assert bins is not None
         assert drill is not None
-        target = moves[elmbridge_bins]["target"]
-        repeat = await retirement.retire(databases, exports, elmbridge_bins, target, bins)
-        assert repeat.archive_sha256 == shown[elmbridge_bins]["archive_sha256"]
+        target = moves[woking_bins]["target"]
+        repeat = await retirement.retire(databases, exports, woking_bins, target, bins)
+        assert repeat.archive_sha256 == shown[woking_bins]["archive_sha256"]
         with pytest.raises(retirement.RetirementRefused, match="no verified move"):
-            await retirement.retire(databases, exports, reigate, moves[reigate]["target"], drill)
+            await retirement.retire(databases, exports, waverley, moves[waverley]["target"], drill)
     finally:
         await databases.close()
-    assert await rows_of(area, KEEPS_KEYS.id, reigate) == [(1, "reigate")]
-    assert await can_log_in(area, reigate)
+    assert await rows_of(area, KEEPS_KEYS.id, waverley) == [(1, "waverley")]
+    assert await can_log_in(area, waverley)
 
 
 def test_only_a_verified_move_is_retired_and_the_worker_waits_its_days() -> None:

@@ -19,6 +19,7 @@ from api.access import allow, sql_scope
 from api.platform import Platform, platform
 from api.problems import Problem, documented
 from api.tokens import Principal, Role
+from services.onboarding.moves import Arrangement
 from services.onboarding.reorganisation import (
     LONDON,
     Plan,
@@ -27,7 +28,11 @@ from services.onboarding.reorganisation import (
     parse_hosts,
     plan,
 )
-from services.onboarding.reorganisation_repository import MoveRepository, live_tenancies
+from services.onboarding.reorganisation_repository import (
+    MoveRepository,
+    live_tenancies,
+    service_ids,
+)
 from shared.text import PlainText
 
 router = APIRouter(tags=["reorganisations"])
@@ -35,26 +40,41 @@ READERS = allow(Role.OPERATOR, Role.COUNCIL_ADMIN)
 Hosts = Annotated[
     list[PlainText] | None,
     Query(
-        description="A split's hosting successor, as PREDECESSOR=SUCCESSOR or SUCCESSOR "
-        "(register or GSS codes); repeatable"
+        description="A split's hosting successor, as PREDECESSOR=SUCCESSOR, SUCCESSOR or "
+        "PREDECESSOR/SERVICE=SUCCESSOR for one service (register or GSS codes); repeatable. "
+        "Default: the hosts of the plan scheduled for the day, if any"
     ),
 ]
 
 
 async def plan_for(deps: Platform, who: Principal, vesting: date, hosts: list[str]) -> Plan:
     """The plan for ``vesting`` as ``who`` may see it."""
-    try:
-        chosen = parse_hosts(deps.councils, vesting, hosts)
-    except PlanInputInvalid as error:
-        raise Problem(422, str(error), [str(error)]) from None
+    return (await plan_and_arrangement(deps, who, vesting, hosts))[0]
+
+
+async def plan_and_arrangement(
+    deps: Platform, who: Principal, vesting: date, hosts: list[str]
+) -> tuple[Plan, Arrangement | None]:
+    """The plan for ``vesting`` as ``who`` may see it, made with ``hosts`` or else the hosts
+    and shares of the plan scheduled for that day, and that arrangement if there is one."""
     if who.role is Role.OPERATOR:
         clause, params = sql_scope(who, 1)
     else:  # a council's admin: any council's tenancies, kept below to those it is party to
         clause, params = "($1::text IS NULL OR t.service_id = $1)", [who.service]
     async with deps.pool.acquire() as conn:
-        found = plan(deps.councils, vesting, await live_tenancies(conn, clause, params), chosen)
+        tenancies = await live_tenancies(conn, clause, params)
+        services = await service_ids(conn)
+        arranged = await MoveRepository(conn).arrangement(vesting)
+    try:
+        chosen = parse_hosts(deps.councils, vesting, hosts, services=services, tenancies=tenancies)
+    except PlanInputInvalid as error:
+        raise Problem(422, str(error), [str(error)]) from None
+    shares = None
+    if arranged is not None and not hosts:
+        chosen, shares = dict(arranged.hosts), arranged.shares
+    found = plan(deps.councils, vesting, tenancies, chosen, shares)
     if who.role is Role.OPERATOR or who.council is None:
-        return found
+        return found, arranged
     council = who.council
     return dataclasses.replace(
         found,
@@ -62,7 +82,7 @@ async def plan_for(deps: Platform, who: Principal, vesting: date, hosts: list[st
             c for c in found.changes if council in {p.gss for p in (*c.predecessors, *c.successors)}
         ),
         tenancies=tuple(t for t in found.tenancies if council in _parties(t)),
-    )
+    ), arranged
 
 
 def _parties(tenancy: TenancyPlan) -> set[str | None]:
@@ -76,7 +96,8 @@ async def coming(
     who: Annotated[Principal, Depends(READERS)],
 ) -> list[dict[str, Any]]:
     """Every coming vesting day in the reference data, from today (London time), with its
-    plan; a split's host is not named here, so its tenancies show as blocked until it is."""
+    plan, made with the hosts and shares of the plan scheduled for that day if there is one;
+    otherwise a split's tenancies show as blocked until its host is named."""
     today = datetime.now(LONDON).date()
     return [
         (await plan_for(deps, who, vesting, [])).as_json()
@@ -139,8 +160,13 @@ async def on_day(
     host: Hosts = None,
 ) -> dict[str, Any]:
     """The plan for one vesting day, past or coming: each tenancy whose council is replaced,
-    what each worker does to it, and whether it is ready, waiting or blocked (and why)."""
-    return (await plan_for(deps, who, vesting, host or [])).as_json()
+    what each worker does to it, and whether it is ready, waiting or blocked (and why); and
+    ``arrangement``, the plan scheduled for that day (``tenancy reorganise apply`` before it:
+    hosts, shares, when, and for operators who arranged it), whose hosts the plan is made
+    with unless ``host`` is given, or null."""
+    found, arranged = await plan_and_arrangement(deps, who, vesting, host or [])
+    shown = arranged.as_json(who=who.role is Role.OPERATOR) if arranged else None
+    return {**found.as_json(), "arrangement": shown}
 
 
 # A council's admin follows the moves its council is party to: out of its tenancies, into

@@ -14,19 +14,21 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.reorganisation import (
+    Hosts,
     Kind,
     Party,
     Plan,
     Readiness,
     Shares,
     TenancyPlan,
+    fraction_text,
     share_text,
 )
 from shared.events import Acceptance, CostShare, Council, MoveRequestedData, SuccessorAgreement
@@ -200,14 +202,13 @@ def council_of(register: CouncilRegister, party: Party) -> Council:
     return Council(gss=record.gss, name=record.name, nation=record.nation, slug=record.slug or None)
 
 
-def hosts_differ(applied: Mapping[str, str], given: Mapping[str, str]) -> str | None:
+def hosts_differ(applied: Hosts, given: Hosts) -> str | None:
     """Why applying again with ``given`` hosts is refused, or None when they are the same."""
     if dict(applied) == dict(given):
         return None
-    shown = ", ".join(f"{p}={h}" for p, h in sorted(applied.items())) or "none"
     return (
-        f"host: the plan was applied with hosts {shown}; applying it again carries out the "
-        "same plan, so name the same hosts"
+        f"host: the plan was applied with hosts {hosts_text(applied)}; applying it again carries"
+        " out the same plan, so name the same hosts"
     )
 
 
@@ -234,4 +235,89 @@ def shares_differ(applied_plan: Mapping[str, Any], given: Shares) -> str | None:
     return (
         f"share: the plan was applied with shares {shown or 'none'}; applying it again carries"
         " out the same plan, so give the same shares or none"
+    )
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """A plan scheduled ahead of its vesting day: the hosts and shares the operator chose and
+    who accepts the novated agreements, so that the onboarding worker can carry out even a day
+    with a split at the start of vesting day, when nobody is at hand to name a host."""
+
+    vesting: date
+    hosts: dict[str, str]
+    shares: dict[str, dict[str, Fraction]]
+    accepted_by: str
+    accepted_role: str
+    arranged_by: str
+    arranged_at: datetime
+    applied_at: datetime | None = None  # once the day's plan is applied, by anyone
+
+    def as_json(self, *, who: bool = True) -> dict[str, Any]:
+        """``who``: with the names of who arranged it and who accepts, for operators."""
+        shown: dict[str, Any] = {
+            "vesting": self.vesting.isoformat(),
+            "hosts": dict(self.hosts),
+            "shares": shares_json(self.shares),
+            "arranged_at": self.arranged_at.isoformat(),
+            "applied_at": self.applied_at.isoformat() if self.applied_at else None,
+        }
+        if who:
+            shown |= {"arranged_by": self.arranged_by, "accepted_by": self.accepted_by}
+        return shown
+
+
+def shares_json(shares: Shares) -> dict[str, dict[str, str]]:
+    """Shares as records keep them: exact, as numerator/denominator."""
+    return {p: {s: fraction_text(f) for s, f in of.items()} for p, of in shares.items()}
+
+
+def shares_read(stored: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Fraction]]:
+    return {p: {s: Fraction(f) for s, f in of.items()} for p, of in stored.items()}
+
+
+def hosts_text(hosts: Hosts) -> str:
+    """As the operator writes them: ``CMA=CBD CMA/parking-permits=WAF``, or ``none``."""
+    return " ".join(f"{p}={h}" for p, h in sorted(hosts.items())) or "none"
+
+
+def shares_given_text(shares: Shares) -> str:
+    return (
+        " ".join(
+            f"{p}/{s}={share_text(f)}" for p, of in sorted(shares.items()) for s, f in of.items()
+        )
+        or "equal"
+    )
+
+
+def how_to_arrange(found: Plan) -> str:
+    """What an operator runs to carry out a day's plan that is not ready: for a split with no
+    host, the command naming one (before vesting day it schedules the plan, on or after it
+    carries it out)."""
+    day = found.vesting.isoformat()
+    unhosted = {
+        t.council.register_code: " or ".join(p.register_code for p in t.served)
+        for t in found.tenancies
+        if t.kind is Kind.SPLIT and t.successor is None
+    }
+    if not unhosted:
+        return f"tenancy reorganise apply --on {day}, once the reasons are dealt with"
+    named = " ".join(f"--host {code}=SUCCESSOR" for code in unhosted)
+    which = "; ".join(f"{code}'s successor: {options}" for code, options in unhosted.items())
+    return (
+        f"tenancy reorganise apply --on {day} {named} ({which}; PREDECESSOR/SERVICE=SUCCESSOR"
+        " for one service): before vesting day this schedules the plan for the worker to carry"
+        " out at the start of the day, on or after it carries it out now"
+    )
+
+
+def hosts_overridden(arranged: Arrangement | None, given: Hosts) -> str | None:
+    """What to tell an operator applying by hand with hosts other than those arranged: theirs
+    win (they are here, on the day), but the arrangement was someone's decision."""
+    if arranged is None or dict(arranged.hosts) == dict(given):
+        return None
+    return (
+        f"note: the plan was scheduled with hosts {hosts_text(arranged.hosts)} (by"
+        f" {arranged.arranged_by}, {arranged.arranged_at:%Y-%m-%d %H:%M %Z}); it is applied with"
+        f" the hosts given here, {hosts_text(given)}"
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -101,6 +101,8 @@ class CouncilChange:
     successors: tuple[Party, ...]
     host: Party | None  # a split's hosting successor, once the operator names it
     problems: tuple[str, ...]  # what in the register itself stops it
+    # A split's hosts of single services, each winning over ``host`` for its service.
+    service_hosts: tuple[tuple[str, Party], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -108,6 +110,7 @@ class CouncilChange:
             "predecessors": [p.as_json() for p in self.predecessors],
             "successors": [s.as_json() for s in self.successors],
             "host": self.host.as_json() if self.host else None,
+            "service_hosts": {service: p.as_json() for service, p in self.service_hosts},
             "problems": list(self.problems),
         }
 
@@ -196,19 +199,48 @@ def successor_tenancy_id(successor: Party, service_id: str, vesting: date) -> st
     )
 
 
-def parse_hosts(register: CouncilRegister, vesting: date, given: Sequence[str]) -> dict[str, str]:
-    """The operator's hosts for splits, as predecessor register code -> host register code.
+# A split's hosts: predecessor register code -> host register code, or, for one service alone,
+# "PREDECESSOR/SERVICE" -> host, which wins for that service. Flat, so the hosts stored with
+# plans applied before per-service hosts existed ({"CMA": "CBD"}) read as they always did.
+Hosts = Mapping[str, str]
 
-    Each entry is ``PREDECESSOR=SUCCESSOR`` or just ``SUCCESSOR`` (the host of every council
-    split on ``vesting`` that it succeeds); either code may be a GSS or a register code.
+
+def host_of(hosts: Hosts, predecessor: str, service_id: str) -> str | None:
+    """The successor named to host ``service_id`` of the split ``predecessor``, if any."""
+    return hosts.get(f"{predecessor}/{service_id}") or hosts.get(predecessor)
+
+
+def parse_hosts(
+    register: CouncilRegister,
+    vesting: date,
+    given: Sequence[str],
+    *,
+    services: Collection[str] | None = None,
+    tenancies: Iterable[LiveTenancy] | None = None,
+) -> dict[str, str]:
+    """The operator's hosts for splits (see :data:`Hosts`).
+
+    Each entry is ``PREDECESSOR=SUCCESSOR``, just ``SUCCESSOR`` (the host of every council
+    split on ``vesting`` that it succeeds) or ``PREDECESSOR/SERVICE=SUCCESSOR`` (the host of
+    that service alone, the service id as in the catalogue); council codes may be GSS or
+    register codes. A per-service host is checked against ``services`` (the catalogue's ids)
+    and ``tenancies`` (the live ones) when they are given.
     """
     splits = [r for r in register.replaced_on(vesting) if len(r.replaced_by) > 1]
+    live = list(tenancies) if tenancies is not None else None
     hosts: dict[str, str] = {}
     for entry in given:
         named, _, chosen = entry.rpartition("=")
+        named, slash, service = named.partition("/")
+        service = service.strip()
         host = register.find(chosen)
         if host is None:
             raise PlanInputInvalid(f"host: {chosen!r} is not a council in the register")
+        if slash and not named:
+            raise PlanInputInvalid(
+                f"host: {entry!r} names a service but no council: write"
+                " PREDECESSOR/SERVICE=SUCCESSOR"
+            )
         if named:
             predecessor = register.find(named)
             if predecessor is None:
@@ -221,6 +253,8 @@ def parse_hosts(register: CouncilRegister, vesting: date, given: Sequence[str]) 
             hosted = [predecessor]
         else:
             hosted = [r for r in splits if host.register_code in r.replaced_by]
+        if slash:
+            _check_service(entry, hosted[0], service, services, live)
         for predecessor in hosted:
             if host.register_code not in predecessor.replaced_by:
                 successors = ", ".join(predecessor.replaced_by)
@@ -228,17 +262,41 @@ def parse_hosts(register: CouncilRegister, vesting: date, given: Sequence[str]) 
                     f"host: {host.label} does not succeed {predecessor.label}; its successors "
                     f"are {successors}"
                 )
-            earlier = hosts.setdefault(predecessor.register_code, host.register_code)
+            key = f"{predecessor.register_code}/{service}" if slash else predecessor.register_code
+            earlier = hosts.setdefault(key, host.register_code)
             if earlier != host.register_code:
+                what = f"{service} of {predecessor.label}" if slash else predecessor.label
                 raise PlanInputInvalid(
-                    f"host: {predecessor.label} is given two hosts, {earlier} and "
-                    f"{host.register_code}; name one"
+                    f"host: {what} is given two hosts, {earlier} and {host.register_code}; name one"
                 )
         if not hosted:
             raise PlanInputInvalid(
                 f"host: {host.label} succeeds no council split on {vesting.isoformat()}"
             )
     return hosts
+
+
+def _check_service(
+    entry: str,
+    predecessor: CouncilRecord,
+    service: str,
+    services: Collection[str] | None,
+    tenancies: Sequence[LiveTenancy] | None,
+) -> None:
+    if not service:
+        raise PlanInputInvalid(f"host: {entry!r} names no service after the '/'")
+    if services is not None and service not in services:
+        known = ", ".join(sorted(services)) or "none"
+        raise PlanInputInvalid(
+            f"host: {service!r} in {entry!r} is not a service in the catalogue (services: {known})"
+        )
+    if tenancies is not None and not any(
+        t.council_gss == predecessor.gss and t.service_id == service for t in tenancies
+    ):
+        raise PlanInputInvalid(
+            f"host: {predecessor.label} has no tenancy in {service}, so there is no host to name"
+            f" for it; a per-service host is for a service the predecessor has joined"
+        )
 
 
 # A split's shares of its host's cost: predecessor's register code -> successor's -> share.
@@ -354,12 +412,13 @@ def plan(
     register: CouncilRegister,
     vesting: date,
     tenancies: Iterable[LiveTenancy],
-    hosts: Mapping[str, str] | None = None,
+    hosts: Hosts | None = None,
     shares: Shares | None = None,
 ) -> Plan:
     """What happens on ``vesting`` to each tenancy whose council the register replaces then.
 
-    ``hosts`` names a split's hosting successor by register code (see :func:`parse_hosts`),
+    ``hosts`` names a split's hosting successor by register code, for all its services or one
+    (see :func:`parse_hosts`),
     ``shares`` each successor's share of a split's cost (see :func:`parse_shares`; equal
     shares where none are given). Tenancies of councils not replaced on ``vesting`` are not in
     the plan, nor are tenancies already leaving their service.
@@ -418,7 +477,7 @@ def _problems(register: CouncilRegister, record: CouncilRecord, vesting: date) -
 def _changes(
     register: CouncilRegister,
     replaced: Iterable[CouncilRecord],
-    hosts: Mapping[str, str],
+    hosts: Hosts,
     problems: Mapping[str, tuple[str, ...]],
 ) -> tuple[CouncilChange, ...]:
     merges: dict[str, list[CouncilRecord]] = {}
@@ -429,6 +488,12 @@ def _changes(
             merges.setdefault(record.replaced_by[0], []).append(record)
             continue
         host = register.find(hosts[record.register_code]) if record.register_code in hosts else None
+        by_service = []
+        for key, code in sorted(hosts.items()):
+            named, _, service = key.partition("/")
+            found = register.find(code) if service and named == record.register_code else None
+            if found is not None:
+                by_service.append((service, Party.of(found)))
         changes.append(
             CouncilChange(
                 Kind.SPLIT,
@@ -436,6 +501,7 @@ def _changes(
                 successors,
                 Party.of(host) if host else None,
                 problems[record.register_code],
+                tuple(by_service),
             )
         )
     for group in merges.values():
@@ -458,7 +524,7 @@ def _plan_tenancy(
     vesting: date,
     tenancy: LiveTenancy,
     record: CouncilRecord,
-    hosts: Mapping[str, str],
+    hosts: Hosts,
     given_shares: Mapping[str, Fraction],
     problems: tuple[str, ...],
     live: Mapping[tuple[str, str], LiveTenancy],
@@ -480,7 +546,7 @@ def _plan_tenancy(
     if kind is Kind.MERGE:
         receiver = successors[0] if successors else None
     else:
-        chosen = hosts.get(record.register_code)
+        chosen = host_of(hosts, record.register_code, tenancy.service_id)
         receiver = next((s for s in successors if s.register_code == chosen), None)
         if receiver is None:
             codes = ", ".join(record.replaced_by)
@@ -659,3 +725,28 @@ def _part_period(kind: PeriodKind | None, vesting: date) -> str:
     if period.start == instant:
         return ""
     return f" for the part of {period} before vesting"
+
+
+def replaced_refusal(
+    register: CouncilRegister, council: CouncilRecord, decided: str | None, today: date
+) -> str | None:
+    """Why ``council`` may not newly join a service, or None. ``decided`` is how the plan for
+    the day it is replaced stands: ``"applied"``, ``"scheduled"`` or None (no plan yet).
+
+    Once that plan is applied or scheduled, a new tenancy of the predecessor would be in no
+    plan: nothing would move it, and it would be left behind when the council ceases. Its
+    successors are the ones to join. Before that, a council still existing may join as ever,
+    and it joins the plan."""
+    if not council.replaced_by or council.end is None or decided is None:
+        return None
+    successors = register.successors_of(council)
+    names = [s.name for s in successors] or list(council.replaced_by)
+    day = council.end.isoformat()
+    starts = min((s.start for s in successors if s.start), default=None)
+    exists = "it exists" if len(names) == 1 else "they exist"
+    when = f" (from {starts.isoformat()}, when {exists})" if starts and today < starts else ""
+    return (
+        f"council: {council.name} ({council.gss or council.register_code}) is replaced by"
+        f" {' and '.join(names)} on {day} and the plan for that day is {decided}: onboard"
+        f" {' or '.join(names)} instead{when}"
+    )

@@ -8,8 +8,8 @@ from typing import Any
 
 from asyncpg import Record
 
-from services.onboarding.moves import Move, MoveStatus
-from services.onboarding.reorganisation import LiveTenancy
+from services.onboarding.moves import Arrangement, Move, MoveStatus, shares_json, shares_read
+from services.onboarding.reorganisation import LiveTenancy, Shares
 from shared.catalogue import IsolationTier, PeriodKind
 from shared.db import Connection
 from shared.events import MoveRequestedData
@@ -40,6 +40,11 @@ async def live_tenancies(
         )
         for row in rows
     ]
+
+
+async def service_ids(conn: Connection) -> set[str]:
+    """The catalogue's services, which a per-service host must name."""
+    return {r["id"] for r in await conn.fetch("SELECT id FROM onboarding.services")}
 
 
 class MoveRepository:
@@ -83,6 +88,82 @@ class MoveRepository:
             vesting,
         )
         return dict(row) if row else None
+
+    async def arrange(
+        self,
+        vesting: date,
+        hosts: dict[str, str],
+        shares: Shares,
+        accepted_by: str,
+        accepted_role: str,
+        by: str,
+    ) -> Arrangement | None:
+        """Schedule the plan for ``vesting`` with these hosts and shares; returns the
+        arrangement it replaces, if any."""
+        previous = await self.arrangement(vesting, lock=True)
+        await self.conn.execute(
+            "INSERT INTO onboarding.reorganisation_arrangements (vesting, hosts, shares,"
+            " accepted_by, accepted_role, arranged_by) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (vesting) DO UPDATE SET hosts = $2, shares = $3, accepted_by = $4,"
+            " accepted_role = $5, arranged_by = $6, arranged_at = now()",
+            vesting,
+            hosts,
+            shares_json(shares),
+            accepted_by,
+            accepted_role,
+            by,
+        )
+        return previous
+
+    async def cancel_arrangement(self, vesting: date) -> Arrangement | None:
+        """Remove the plan scheduled for ``vesting``; returns it, or None if there was none."""
+        previous = await self.arrangement(vesting, lock=True)
+        await self.conn.execute(
+            "DELETE FROM onboarding.reorganisation_arrangements WHERE vesting = $1", vesting
+        )
+        return previous
+
+    async def arrangement(self, vesting: date, *, lock: bool = False) -> Arrangement | None:
+        rows = await self._arrangements(
+            "a.vesting = $1" + (" FOR UPDATE OF a" if lock else ""), vesting
+        )
+        return rows[0] if rows else None
+
+    async def arrangements(self) -> dict[date, Arrangement]:
+        """Every plan scheduled, by vesting day, whether its day is applied yet or not."""
+        return {a.vesting: a for a in await self._arrangements("true")}
+
+    async def _arrangements(self, where: str, *args: object) -> list[Arrangement]:
+        rows = await self.conn.fetch(
+            "SELECT a.vesting, a.hosts, a.shares, a.accepted_by, a.accepted_role, a.arranged_by,"
+            " a.arranged_at, r.applied_at FROM onboarding.reorganisation_arrangements a"
+            " LEFT JOIN onboarding.reorganisations r USING (vesting)"
+            f" WHERE {where}",
+            *args,
+        )
+        return [
+            Arrangement(
+                vesting=r["vesting"],
+                hosts=dict(r["hosts"]),
+                shares=shares_read(r["shares"]),
+                accepted_by=r["accepted_by"],
+                accepted_role=r["accepted_role"],
+                arranged_by=r["arranged_by"],
+                arranged_at=r["arranged_at"],
+                applied_at=r["applied_at"],
+            )
+            for r in rows
+        ]
+
+    async def decided(self, vesting: date) -> str | None:
+        """How the plan for ``vesting`` stands: ``applied``, ``scheduled`` or None."""
+        found: str | None = await self.conn.fetchval(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM onboarding.reorganisations WHERE vesting = $1)"
+            " THEN 'applied' WHEN EXISTS (SELECT 1 FROM onboarding.reorganisation_arrangements"
+            " WHERE vesting = $1) THEN 'scheduled' END",
+            vesting,
+        )
+        return found
 
     async def add(self, vesting: date, request: MoveRequestedData, target: str) -> None:
         await self.conn.execute(

@@ -16,14 +16,22 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from services.onboarding import moves
-from services.onboarding.councils import CouncilRegister
+from services.onboarding.councils import CouncilRecord, CouncilRegister
 from services.onboarding.domain import State
-from services.onboarding.moves import Move, MoveStatus, PlanNotApplicable
-from services.onboarding.reorganisation import Shares, plan, vesting_instant
+from services.onboarding.moves import Arrangement, Move, MoveStatus, PlanNotApplicable
+from services.onboarding.reorganisation import (
+    LONDON,
+    Plan,
+    Shares,
+    plan,
+    replaced_refusal,
+    vesting_instant,
+)
 from services.onboarding.reorganisation_repository import MoveRepository, live_tenancies
 from services.onboarding.repository import CatalogueRepository, TenancyRepository
 from shared import audit
 from shared.catalogue import ServiceManifest
+from shared.db import Connection
 from shared.events import (
     Acceptance,
     Brand,
@@ -68,6 +76,7 @@ async def apply(
     early: str | None = None,
     retry_failed: bool = True,
     shares: Shares | None = None,
+    applied_by: str | None = None,
 ) -> Applied:
     """Lock the plan for ``vesting`` and ask for its moves. Applying it again is harmless: it
     carries out the plan as first applied, asking again only for moves that failed, unless
@@ -80,7 +89,10 @@ async def apply(
     failed moves needs no second reason: the plan was applied, early or not, already.
 
     ``shares`` divide a split's cost among its successors (equally where none are given); the
-    agreement each move carries records them, and applying again refuses other shares."""
+    agreement each move carries records them, and applying again refuses other shares.
+
+    ``applied_by`` is who carried the plan out, when not the person accepting the agreements
+    (the worker carrying out a plan an operator scheduled)."""
     repository = MoveRepository(tx.conn)
     applied = await repository.reorganisation(vesting)
     if applied is not None and not retry_failed:
@@ -107,7 +119,12 @@ async def apply(
     if already:
         raise PlanNotApplicable(f"tenancies {', '.join(already)} are moved by an earlier plan")
     if not await repository.add_reorganisation(
-        vesting, hosts, found.as_json(), moves.checksum(found), accepted_by.name, reason
+        vesting,
+        hosts,
+        found.as_json(),
+        moves.checksum(found),
+        applied_by or accepted_by.name,
+        reason,
     ):
         raise PlanNotApplicable(f"on: a plan for {vesting.isoformat()} was applied meanwhile")
     catalogue = CatalogueRepository(tx.conn)
@@ -143,6 +160,104 @@ async def apply(
             **({"early": reason} if reason else {}),
         )
     return Applied(vesting, True, [t.tenancy_id for t in ready], reason)
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    arrangement: Arrangement
+    replaced: Arrangement | None  # the arrangement this one replaces, if any
+    plan: Plan  # as it stands now, with the arrangement's hosts and shares
+
+
+async def schedule(
+    conn: Connection,
+    register: CouncilRegister,
+    vesting: date,
+    hosts: dict[str, str],
+    shares: Shares,
+    accepted_by: Person,
+    actor: str,
+    *,
+    today: date,
+) -> Scheduled:
+    """Arrange the plan for ``vesting`` ahead of the day, for the onboarding worker to carry out
+    at its start; scheduling again replaces the arrangement. A plan not ready now may be
+    scheduled (the register may still lack a GSS code): the worker applies it only if it is
+    ready then. Runs in a transaction the caller opened; no event is sent until the day."""
+    day = vesting.isoformat()
+    if today >= vesting:
+        raise PlanNotApplicable(
+            f"on: {day} has arrived (it is {today.isoformat()} in London): apply the plan now"
+            " rather than schedule it"
+        )
+    if not register.replaced_on(vesting):
+        raise PlanNotApplicable(f"on: no council is replaced on {day} in the reference data")
+    repository = MoveRepository(conn)
+    applied = await repository.reorganisation(vesting)
+    if applied is not None:
+        raise PlanNotApplicable(
+            f"on: the plan for {day} was applied already, on {applied['applied_at']:%Y-%m-%d}"
+            f" by {applied['applied_by']}; follow it with tenancy reorganise moves --on {day}"
+        )
+    found = plan(register, vesting, await live_tenancies(conn), hosts, shares)
+    replaced = await repository.arrange(
+        vesting, hosts, shares, accepted_by.name, accepted_by.role, actor
+    )
+    arrangement = await repository.arrangement(vesting)
+    assert arrangement is not None  # just written
+    await audit.append(
+        conn,
+        actor=actor,
+        action="reorganise.scheduled",
+        detail={
+            "reorganisation.vesting": day,
+            "hosts": moves.hosts_text(hosts),
+            "shares": moves.shares_given_text(shares),
+            "accepted_by": accepted_by.name,
+            "readiness": found.readiness.value,
+            "replaces": moves.hosts_text(replaced.hosts) if replaced else "",
+        },
+    )
+    return Scheduled(arrangement, replaced, found)
+
+
+async def cancel(conn: Connection, vesting: date, actor: str) -> Arrangement | None:
+    """Cancel the plan scheduled for ``vesting``; None if none was. A plan already applied is
+    not undone by this (its moves are under way or done): refused."""
+    repository = MoveRepository(conn)
+    applied = await repository.reorganisation(vesting)
+    if applied is not None:
+        day = vesting.isoformat()
+        raise PlanNotApplicable(
+            f"on: the plan for {day} was applied on {applied['applied_at']:%Y-%m-%d} by"
+            f" {applied['applied_by']}; an applied plan is not cancelled (its moves: tenancy"
+            f" reorganise moves --on {day})"
+        )
+    cancelled = await repository.cancel_arrangement(vesting)
+    if cancelled is not None:
+        await audit.append(
+            conn,
+            actor=actor,
+            action="reorganise.schedule_cancelled",
+            detail={
+                "reorganisation.vesting": vesting.isoformat(),
+                "hosts": moves.hosts_text(cancelled.hosts),
+                "arranged_by": cancelled.arranged_by,
+            },
+        )
+    return cancelled
+
+
+async def joining_refusal(
+    conn: Connection, register: CouncilRegister, council: CouncilRecord
+) -> str | None:
+    """Why ``council`` may not newly join a service: its replacement's plan is applied or
+    scheduled (see :func:`~services.onboarding.reorganisation.replaced_refusal`). Reads the
+    database only for a council the register says is replaced."""
+    if not council.replaced_by or council.end is None:
+        return None
+    decided = await MoveRepository(conn).decided(council.end)
+    return replaced_refusal(register, council, decided, datetime.now(LONDON).date())
 
 
 async def _retry_failed(tx: Transaction, vesting: date) -> list[str]:

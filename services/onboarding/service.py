@@ -51,6 +51,10 @@ async def check_request(
         council = register.resolve(council_code)
     except CouncilRefused as refusal:
         raise RequestRefused(str(refusal)) from refusal
+    # A council whose replacement is applied or scheduled would join only to be moved again.
+    replaced = await reorganisation_service.joining_refusal(tx.conn, register, council)
+    if replaced is not None:
+        raise RequestRefused(replaced)
     manifest = await CatalogueRepository(tx.conn).get(service_id)
     if manifest is None:
         known = ", ".join(m.id for m in await CatalogueRepository(tx.conn).list()) or "none yet"

@@ -8,21 +8,23 @@ apply`` does, recorded as applied by ``worker:onboarding``.
 Only a day never applied is applied here: a move that fails waits for an operator to look and
 apply again, rather than being asked for every round. A plan that is waiting (a successor
 without its GSS code) or blocked is left alone, its reasons logged once a day and counted in
-``tenancy_reorganisations_waiting``. A split is always blocked here: which successor hosts it is
-the operator's choice, made with ``--host``.
+``tenancy_reorganisations_waiting``. A plan the operator scheduled ahead of the day (``tenancy
+reorganise apply`` before vesting day) is applied with the hosts and shares they arranged, and
+the acceptance they gave; a split with no host arranged is blocked here, since which successor
+hosts it is the operator's choice, and its warning says how to arrange it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from services.onboarding import moves
 from services.onboarding.councils import CouncilRegister
-from services.onboarding.moves import PlanNotApplicable
+from services.onboarding.moves import Arrangement, PlanNotApplicable
 from services.onboarding.reorganisation import LONDON, LiveTenancy, Plan, Readiness, plan
 from services.onboarding.reorganisation_repository import MoveRepository, live_tenancies
 from services.onboarding.reorganisation_service import SOURCE, apply
@@ -55,11 +57,24 @@ def due(
     today: date,
     applied: Collection[date],
     tenancies: Sequence[LiveTenancy],
+    arranged: Mapping[date, Arrangement] | None = None,
 ) -> list[Plan]:
     """The plan of each vesting day that has arrived by ``today`` with no plan applied, if it
-    moves any tenancy, earliest first. Made without hosts, so a split's is blocked."""
+    moves any tenancy, earliest first: with the hosts and shares ``arranged`` for its day, or
+    none, so that a split with no arrangement is blocked."""
+    arranged = arranged or {}
     days = [d for d in register.vesting_days(date.min) if d <= today and d not in applied]
-    return [found for found in (plan(register, d, tenancies) for d in days) if found.tenancies]
+    found = []
+    for day in days:
+        chosen = arranged.get(day)
+        day_plan = (
+            plan(register, day, tenancies, chosen.hosts, chosen.shares)
+            if chosen
+            else plan(register, day, tenancies)
+        )
+        if day_plan.tenancies:
+            found.append(day_plan)
+    return found
 
 
 @dataclass
@@ -80,14 +95,16 @@ class Watch:
 async def apply_due(uow: UnitOfWork, register: CouncilRegister, today: date, watch: Watch) -> None:
     """One round: apply every due plan that is ready; warn of and count those that are not."""
     async with uow.transaction() as tx:
-        applied = await MoveRepository(tx.conn).applied_days()
+        repository = MoveRepository(tx.conn)
+        applied = await repository.applied_days()
+        arranged = await repository.arrangements()
         tenancies = await live_tenancies(tx.conn)
     waiting: dict[tuple[str, str], int] = {}
-    for found in due(register, today, applied, tenancies):
+    for found in due(register, today, applied, tenancies, arranged):
         day, readiness = found.vesting.isoformat(), found.readiness
         if readiness is Readiness.READY:
             try:
-                await _apply(uow, register, found.vesting, today)
+                await _apply(uow, register, found.vesting, today, arranged.get(found.vesting))
             except PlanNotApplicable as refusal:
                 # Ready as read, refused under the locks: the reason says what changed.
                 readiness, reasons, held = Readiness.BLOCKED, str(refusal), len(found.tenancies)
@@ -103,20 +120,39 @@ async def apply_due(uow: UnitOfWork, register: CouncilRegister, today: date, wat
                 vesting=day,
                 readiness=readiness.value,
                 reasons=reasons,
-                then=f"tenancy reorganise apply --on {day}, once the reasons are dealt with"
-                " (a split's host named with --host)",
+                then=moves.how_to_arrange(found),
             )
     watch.shown = metrics.show_reorganisations_waiting(waiting, watch.shown)
 
 
-async def _apply(uow: UnitOfWork, register: CouncilRegister, vesting: date, today: date) -> None:
+async def _apply(
+    uow: UnitOfWork,
+    register: CouncilRegister,
+    vesting: date,
+    today: date,
+    arranged: Arrangement | None,
+) -> None:
     """Apply the day's plan as ``tenancy reorganise apply`` does, unless someone applied it
-    since the round looked."""
+    since the round looked: as the operator arranged it, if they did."""
     attributes = {"reorganisation.vesting": vesting.isoformat(), "reorganisation.automatic": "true"}
+    accepted_by = ON_VESTING_DAY
+    if arranged is not None:
+        attributes["reorganisation.arranged_by"] = arranged.arranged_by
+        # The acceptance the operator gave when scheduling it, not the worker's.
+        accepted_by = Person(arranged.accepted_by, arranged.accepted_role)
     with tracer().start_as_current_span("reorganise apply", attributes=attributes):
         async with uow.transaction() as tx:
             applied = await apply(
-                tx, register, vesting, {}, ON_VESTING_DAY, SOURCE, today=today, retry_failed=False
+                tx,
+                register,
+                vesting,
+                arranged.hosts if arranged else {},
+                accepted_by,
+                SOURCE,
+                today=today,
+                retry_failed=False,
+                shares=arranged.shares if arranged else None,
+                applied_by=ACTOR,
             )
             if applied.first:
                 detail = {**attributes, "tenancies": str(len(applied.requested))}
