@@ -448,6 +448,11 @@ def test_planning_again_names_the_same_new_tenancies() -> None:
     assert successor_tenancy_id(cumberland, "bin-collections", CUMBRIA_VESTING) != (
         successor_tenancy_id(cumberland, "parking-permits", CUMBRIA_VESTING)
     )
+    # Two platforms on one PostgreSQL cluster (staging beside production) share its roles:
+    # their new tenancies, and so the tenant roles made for them, differ.
+    assert successor_tenancy_id(cumberland, "bin-collections", CUMBRIA_VESTING, "tenancy") != (
+        successor_tenancy_id(cumberland, "bin-collections", CUMBRIA_VESTING, "tenancy_staging")
+    )
 
 
 def test_a_day_without_a_reorganisation_has_an_empty_plan() -> None:

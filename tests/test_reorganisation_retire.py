@@ -40,8 +40,7 @@ from tests.test_reorganisation_apply import (
     sql,
 )
 
-# West Surrey's predecessors: the successor's tenancies have the plan's fixed ids, and tenant
-# roles are the cluster's, so East Surrey's, made by the other modules, must not be made again.
+# West Surrey's predecessors.
 WOKING, GUILDFORD, WAVERLEY = "E07000217", "E07000209", "E07000216"
 DAY = SURREY_VESTING.isoformat()
 ENV = {"COLUMNS": "250"}

@@ -89,6 +89,9 @@ class LiveTenancy:
     tier: IsolationTier
     state: str
     billing_period: PeriodKind | None  # None: the service does not charge
+    # The platform's database. A successor's new tenancy has a fixed id, made from it too:
+    # tenant roles are the PostgreSQL cluster's, and two platforms may share one.
+    platform: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,12 +194,11 @@ def vesting_instant(vesting: date) -> datetime:
     return datetime(vesting.year, vesting.month, vesting.day, tzinfo=LONDON).astimezone(UTC)
 
 
-def successor_tenancy_id(successor: Party, service_id: str, vesting: date) -> str:
-    return str(
-        uuid.uuid5(
-            _SUCCESSOR_TENANCIES, f"{successor.register_code}/{service_id}/{vesting.isoformat()}"
-        )
-    )
+def successor_tenancy_id(
+    successor: Party, service_id: str, vesting: date, platform: str = ""
+) -> str:
+    name = f"{successor.register_code}/{service_id}/{vesting.isoformat()}"
+    return str(uuid.uuid5(_SUCCESSOR_TENANCIES, f"{name}/{platform}" if platform else name))
 
 
 # A split's hosts: predecessor register code -> host register code, or, for one service alone,
@@ -571,7 +573,7 @@ def _plan_tenancy(
                 f"{existing.state}: it must be active to take the data"
             )
     elif receiver is not None:
-        target_id = successor_tenancy_id(receiver, tenancy.service_id, vesting)
+        target_id = successor_tenancy_id(receiver, tenancy.service_id, vesting, tenancy.platform)
 
     readiness = Readiness.BLOCKED if blocked else Readiness.WAITING if waiting else Readiness.READY
     steps = (

@@ -23,7 +23,8 @@ async def live_tenancies(
     (services), as :func:`api.access.sql_scope` writes one, its parameters numbered from 1."""
     rows = await conn.fetch(
         "SELECT t.id::text, t.council_gss, t.service_id, t.state,"
-        " s.manifest->>'isolation' AS isolation, s.manifest->'pricing'->>'period' AS period"
+        " s.manifest->>'isolation' AS isolation, s.manifest->'pricing'->>'period' AS period,"
+        " current_database() AS platform"
         " FROM onboarding.tenancies t JOIN onboarding.services s ON s.id = t.service_id"
         " WHERE t.state NOT IN ('offboarded', 'reorganised')"
         f" AND ({scope}) ORDER BY t.requested_at, t.id",
@@ -37,6 +38,7 @@ async def live_tenancies(
             tier=IsolationTier(row["isolation"]),
             state=row["state"],
             billing_period=PeriodKind(row["period"]) if row["period"] else None,
+            platform=row["platform"],
         )
         for row in rows
     ]
