@@ -183,6 +183,7 @@ def party_text(party: dict[str, Any]) -> str:
 CSV_COLUMNS = (
     "invoice_id", "service", "period", "council_name", "gss_code", "purchase_order",
     "line", "kind", "description", "meter", "quantity", "amount_gbp", "invoice_total_gbp",
+    "shared_by",
 )  # fmt: skip
 
 
@@ -217,11 +218,22 @@ def invoices(
         print_invoices(service, period, issued)
 
 
+def shared_by(invoice: dict[str, Any]) -> str:
+    """For finance: who pays which part of a split's host's invoice, each council's GSS code,
+    exact share and amount (``E06000063 9/20 4.61; E06000064 11/20 5.64``); empty when the
+    council invoiced pays it all."""
+    return "; ".join(
+        f"{p['council']['gss']} {p['share']} {format_pounds(p['amount_pence'])}"
+        for p in invoice.get("parties") or []
+    )
+
+
 def write_csv(path: Path, service: str, issued: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(CSV_COLUMNS)
         for invoice in issued:
+            parties = shared_by(invoice)
             for number_, line in enumerate(invoice["lines"], start=1):
                 writer.writerow(
                     [
@@ -230,7 +242,7 @@ def write_csv(path: Path, service: str, issued: list[dict[str, Any]]) -> None:
                         line["kind"], line["description"], line["meter"] or "",
                         line["quantity"] if line["quantity"] is not None else "",
                         format_pounds(line["amount_pence"]),
-                        format_pounds(invoice["total_pence"]),
+                        format_pounds(invoice["total_pence"]), parties,
                     ]
                 )  # fmt: skip
 

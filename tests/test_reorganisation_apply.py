@@ -21,6 +21,7 @@ import pytest
 
 from services.isolation import merge
 from services.isolation.databases import ServiceDatabases
+from services.metering.pricing import format_pounds
 from services.metering.repository import Billing
 from services.metering.service import close_period
 from services.onboarding.councils import CouncilRegister
@@ -600,6 +601,15 @@ async def shared_invoice_names_both_councils(area: Area, move: dict[str, Any]) -
     listed = await cli(area.slice, "invoices", bins, "--period", "2028-04", env={"COLUMNS": "250"})
     assert listed.returncode == 0, listed.stderr
     assert f"{name_of(area, 'WAF')} 55%" in listed.stdout
+    # The file finance imports says who pays which part, on every line of the host's invoice.
+    finance = area.slice.root / "invoices-2028-04.csv"
+    written = await cli(area.slice, "invoices", bins, "--period", "2028-04", "--csv", str(finance))
+    assert written.returncode == 0, written.stderr
+    host_lines = [r for r in csv.DictReader(finance.open()) if r["invoice_id"] == invoice["id"]]
+    assert host_lines
+    amounts = [format_pounds(p["amount_pence"]) for p in invoice["parties"]]
+    expected = f"{CUMBERLAND} 9/20 {amounts[0]}; {WESTMORLAND} 11/20 {amounts[1]}"
+    assert {r["shared_by"] for r in host_lines} == {expected}
 
 
 async def test_a_plan_that_is_not_ready_is_refused_and_a_moved_tenancy_cannot_be_offboarded(
@@ -665,6 +675,24 @@ async def test_the_api_shows_each_move_to_the_councils_party_to_it(area: Area) -
         assert served[0]["served"] == [{"gss": WESTMORLAND, "name": name_of(area, "WAF")}]
         await seen_by(Role.OPERATOR, None, inherited, status=403)
 
+        # The host's invoices that a council it serves shares (the Cumbria test issued them):
+        # that council's finance and admin see them, with its part; another council does not.
+        shared = {
+            r["id"]
+            for r in await area.client.pool.fetch(
+                "SELECT id::text FROM metering.invoices WHERE parties @> jsonb_build_array("
+                "jsonb_build_object('council', jsonb_build_object('gss', $1::text)))",
+                WESTMORLAND,
+            )
+        }
+        for role in (Role.FINANCE, Role.COUNCIL_ADMIN):
+            seen = {i["id"]: i for i in await seen_by(role, WESTMORLAND, "/invoices")}
+            assert shared <= set(seen)
+            for invoice in (seen[i] for i in shared):
+                assert invoice["council_gss"] == CUMBERLAND
+                assert WESTMORLAND in [p["council"]["gss"] for p in invoice["parties"]]
+        assert not shared & {i["id"] for i in await seen_by(Role.FINANCE, EPSOM, "/invoices")}
+
         # A reorganised tenancy says where it went, through the API and the CLI.
         epsom_bins = area.of(EPSOM, TIERS["schema"])
         target = next(m["target"] for m in everything if m["source"] == epsom_bins)
@@ -693,6 +721,10 @@ async def test_the_api_shows_each_move_to_the_councils_party_to_it(area: Area) -
         section = text_of(page.text).split("Tenancies your council inherits", 1)[1]
         assert "Epsom and Ewell" in section
         assert "Merge on 1 April 2027" in section
+        # Each move, and the predecessor's data: kept, locked out, until retired.
+        applied = section.split("Applied: the moves", 1)[1]
+        assert "Predecessor's data" in applied
+        assert "Kept, locked out" in applied
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             web = Browserless(http)
             await web.sign_in(operator_token)

@@ -297,3 +297,23 @@ def test_a_reorganised_tenancy_links_its_successor_only_for_those_who_may_open_i
     assert link(Role.COUNCIL_ADMIN, "E07000208", "2027-04-01") == (None, "1 April 2027")
     assert link(Role.FINANCE, "E07000208") == (None, "")
     assert moved_into(Principal("t", Role.OPERATOR, None, None), {"service": "bins"}, None) is None
+
+
+def test_a_moves_predecessor_data_is_told_as_it_stands() -> None:
+    from datetime import UTC, datetime
+
+    from api.web.pages.reorganisations import _retirement
+
+    moved = {"status": "moved", "retirement": None}
+    assert _retirement(moved) == "Kept, locked out"
+    assert _retirement({"status": "failed", "retirement": None}) == ""
+    assert _retirement({**moved, "retirement": "requested"}) == "Retirement requested"
+    failed = {**moved, "retirement": "failed", "retirement_reason": "disk full"}
+    assert _retirement(failed) == "Retirement failed: disk full"
+    retired = {
+        **moved,
+        "retirement": "retired",
+        "retired_at": datetime(2027, 7, 1, 9, tzinfo=UTC),
+        "archive": "bin-collections/x.zip",
+    }
+    assert _retirement(retired) == "Exported and dropped on 1 July 2027: bin-collections/x.zip"

@@ -27,13 +27,22 @@ async def invoices(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
-    """Issued invoices the token may see, with their lines; money in pence and pounds."""
+    """Issued invoices the token may see, with their lines; money in pence and pounds. A
+    council's admin and finance see their council's, and a split's host's invoices that their
+    council shares under the hosting agreement (its `parties`)."""
     if period is not None:
         try:
             Period.parse(period)
         except ValueError as error:
             raise Problem(422, str(error), [str(error)]) from None
     clause, params = sql_scope(who, 4)
+    if who.role in (Role.COUNCIL_ADMIN, Role.FINANCE) and who.council is not None:
+        # A council a split's host serves pays its share of the host's invoices: it sees them.
+        clause = (
+            f"({clause} OR (($4::text IS NULL OR t.service_id = $4::text)"
+            " AND i.parties @> jsonb_build_array(jsonb_build_object("
+            "'council', jsonb_build_object('gss', $5::text)))))"
+        )
     async with deps.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT i.id::text, i.tenancy_id::text, i.service_id, i.period, i.council_gss,"

@@ -14,6 +14,7 @@ from api.routes.reorganisations import inherited_by, moves_for, plan_for
 from api.tokens import Role
 from api.web.routing import Context, PageRoute, signed_in
 from services.onboarding.reorganisation import LONDON, Plan, Readiness
+from services.onboarding.reorganisation_repository import MoveRepository
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MOVE_TAGS = {
@@ -34,13 +35,17 @@ TAGS = {
 async def reorganisations(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
     who = await ctx.require(Role.OPERATOR, Role.COUNCIL_ADMIN)
     today = datetime.now(LONDON).date()
-    plans = [
-        {
-            **_shown(await plan_for(ctx.deps, who, vesting, [])),
-            "moves": [_move(m) for m in await moves_for(ctx.deps, who, vesting)],
-        }
-        for vesting in ctx.deps.councils.vesting_days(today)
-    ]
+    async with ctx.deps.pool.acquire() as conn:
+        applied = await MoveRepository(conn).applied_days()
+    # Coming days, and days gone whose plan was applied: their moves and their predecessors'
+    # retirement go on being followed here after the day.
+    days = sorted(set(ctx.deps.councils.vesting_days(today)) | {d for d in applied if d < today})
+    plans = []
+    for vesting in days:
+        moves = [_move(m) for m in await moves_for(ctx.deps, who, vesting)]
+        if vesting < today and not moves:
+            continue  # none of its moves is this admin's to see
+        plans.append({**_shown(await plan_for(ctx.deps, who, vesting, [])), "moves": moves})
     inherited = (
         [_inherited(m) for m in await inherited_by(ctx.deps, who)]
         if who.role is Role.COUNCIL_ADMIN
@@ -104,4 +109,18 @@ def _move(move: dict[str, Any]) -> dict[str, Any]:
         "tag": MOVE_TAGS.get(move["status"], {"text": move["status"], "classes": ""}),
         "rows": sum(t["source_rows"] for t in tables) if move["tables"] is not None else None,
         "reason": f"{move['failed_step']}: {move['reason']}" if move["reason"] else None,
+        "retirement": _retirement(move),
     }
+
+
+def _retirement(move: dict[str, Any]) -> str:
+    """What became of the predecessor's frozen data once the move settled."""
+    state = move.get("retirement")
+    if state == "retired":
+        at = move["retired_at"]
+        return f"Exported and dropped{f' on {at:%-d %B %Y}' if at else ''}: {move['archive']}"
+    if state == "failed":
+        return f"Retirement failed: {move['retirement_reason']}"
+    if state:
+        return "Retirement requested"
+    return "Kept, locked out" if move["status"] == "moved" else ""
