@@ -91,16 +91,16 @@ def test_metering_quick_counts_exactly_and_writes_its_figures(tmp_path: Path) ->
 def test_onboarding_scenarios_quick_write_their_figures_and_the_chart(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
 
-    # Smaller than --quick: 30 councils at once, 30 one at a time, 30 in three batches.
+    # Smaller than --quick: 12 councils at once, 12 one at a time, 12 in three batches.
     done = run_bench(
         "all-councils",
         "one-at-a-time",
         "scale",
         "--quick",
         "--tenancies",
-        "30",
+        "12",
         "--batch",
-        "10",
+        "4",
         "--output",
         str(results),
     )
@@ -129,9 +129,9 @@ def test_onboarding_scenarios_quick_write_their_figures_and_the_chart(tmp_path: 
     assert scenarios["scale"]["figures"]["speed_up_x2"]["system"]["median"] > 0
     cpu = scenarios["all-councils"]["breakdowns"][1]["rows"]
     assert {row["label"] for row in cpu} >= {"onboarding", "isolation", "PostgreSQL", "broker"}
-    assert scenarios["all-councils"]["parameters"]["councils"] == 30
-    assert scenarios["one-at-a-time"]["parameters"]["runs"] == 30
-    assert scenarios["scale"]["parameters"]["tenancies"] == 30
+    assert scenarios["all-councils"]["parameters"]["councils"] == 12
+    assert scenarios["one-at-a-time"]["parameters"]["runs"] == 12
+    assert scenarios["scale"]["parameters"]["tenancies"] == 12
     assert len(scenarios["scale"]["series"]["system"]) == 3
     chart = results.with_suffix(".png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
