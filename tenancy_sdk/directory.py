@@ -22,6 +22,7 @@ from shared.events import (
     TenancyOffboarded,
     TenancyProvisioned,
     TenancyRegistered,
+    TenancyReorganised,
 )
 
 State = Literal["provisioning", "active", "leaving", "gone"]
@@ -68,6 +69,8 @@ class Tenancy:
     theme: ThemeRef | None = None
     domain: str | None = None  # the custom domain, once verified
     credentials_version: int = 0  # counts rotations, so a pool knows it is stale
+    # A council replaced in a reorganisation: the successor's tenancy that holds its data now.
+    moved_into: str | None = None
 
     @property
     def state(self) -> State:
@@ -97,6 +100,7 @@ LifecycleEvent = (
     | TenancyProvisioned
     | OffboardingRequested
     | TenancyOffboarded
+    | TenancyReorganised
     | CredentialsRotated
 )
 LIFECYCLE_EVENTS: tuple[type[CloudEvent], ...] = (
@@ -106,6 +110,7 @@ LIFECYCLE_EVENTS: tuple[type[CloudEvent], ...] = (
     TenancyProvisioned,
     OffboardingRequested,
     TenancyOffboarded,
+    TenancyReorganised,
     CredentialsRotated,
 )
 
@@ -130,10 +135,22 @@ class Directory:
         return found if found is not None and found.service_id == self.service_id else None
 
     def by_slug(self, slug: str) -> Tenancy | None:
-        return self._by_slug.get(slug)
+        return self._followed(self._by_slug.get(slug))
 
     def by_domain(self, host: str) -> Tenancy | None:
-        return self._by_domain.get(host)
+        return self._followed(self._by_domain.get(host))
+
+    def _followed(self, tenancy: Tenancy | None) -> Tenancy | None:
+        """A reorganised council's slug and domain lead to its successor's tenancy, which holds
+        its data now: residents' links keep working. Followed as far as the successors go."""
+        seen: set[str] = set()
+        while tenancy is not None and tenancy.moved_into is not None and tenancy.id not in seen:
+            seen.add(tenancy.id)
+            successor = self.get(tenancy.moved_into)
+            if successor is None:
+                break  # not read yet: the predecessor, gone, says so meanwhile
+            tenancy = successor
+        return tenancy
 
     def tenancies(self) -> list[Tenancy]:
         """This service's tenancies, served or not."""
@@ -196,9 +213,10 @@ class Directory:
         return tenancy.council.slug
 
     def _domain_of(self, tenancy: Tenancy | None) -> str | None:
-        if tenancy is None or tenancy.service_id != self.service_id or not tenancy.serving:
+        if tenancy is None or tenancy.service_id != self.service_id:
             return None
-        return tenancy.domain
+        # A reorganised tenancy keeps its domain, which leads to its successor's.
+        return tenancy.domain if tenancy.serving or tenancy.moved_into else None
 
 
 def _with_fact(tenancy: Tenancy, event: CloudEvent) -> Tenancy:
@@ -232,6 +250,8 @@ def _with_fact(tenancy: Tenancy, event: CloudEvent) -> Tenancy:
             return replace(tenancy, service_id=data.service.id, leaving=True)
         case TenancyOffboarded():
             return replace(tenancy, leaving=True, gone=True, domain=None)
+        case TenancyReorganised(data=data):
+            return replace(tenancy, leaving=True, gone=True, moved_into=data.target)
         case CredentialsRotated():
             return replace(tenancy, credentials_version=tenancy.credentials_version + 1)
     return tenancy

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from shared.events import (
     TenancyProvisionedData,
     TenancyRegistered,
     TenancyRegisteredData,
+    TenancyReorganised,
+    TenancyReorganisedData,
     ThemePaths,
 )
 from shared.settings import REPO_ROOT
@@ -232,6 +235,48 @@ def test_resolve_by_domain_then_slug_and_refuse_the_rest(tmp_path: Path) -> None
     with pytest.raises(NotServed) as unknown:
         client.resolve("127.0.0.1", "/nowhere/")
     assert unknown.value.tenancy is None
+
+
+def reorganised(tenancy_id: str, into: str) -> CloudEvent:
+    data = TenancyReorganisedData(
+        target=into,
+        successor="E06000067",
+        service_id=SERVICE,
+        vesting=date(2027, 4, 1),
+        closes_at=datetime(2027, 3, 31, 23, tzinfo=UTC),
+    )
+    return TenancyReorganised.new(source="t", subject=tenancy_id, data=data)
+
+
+def test_a_reorganised_councils_slug_and_domain_lead_to_its_successor(tmp_path: Path) -> None:
+    """Residents' links to Elmbridge's pages keep working after it merged into East Surrey:
+    they reach East Surrey's tenancy, which holds Elmbridge's data now."""
+    elmbridge, east_surrey = new_id(), new_id()
+    client = TenancyClient(SdkSettings(_env_file=None, themes_dir=tmp_path))
+    directory = client.directory
+    for event in (
+        registered(elmbridge, slug="elmbridge"),
+        ready(elmbridge),
+        applied(elmbridge, domain="bins.elmbridge.gov.uk", ok=True),
+        provisioned(elmbridge),
+        registered(east_surrey, slug="east-surrey"),
+        ready(east_surrey),
+        provisioned(east_surrey),
+    ):
+        directory.apply(event)
+    assert directory.apply(reorganised(elmbridge, east_surrey)) == [Change.LEFT]
+    predecessor = directory.get(elmbridge)
+    assert predecessor is not None
+    assert predecessor.state == "gone"
+    assert predecessor.moved_into == east_surrey
+    by_path = client.resolve("127.0.0.1", "/elmbridge/report")
+    assert (by_path.tenancy.id, by_path.url("/report")) == (east_surrey, "/elmbridge/report")
+    assert client.resolve("bins.elmbridge.gov.uk", "/").tenancy.id == east_surrey
+    assert client.resolve("127.0.0.1", "/east-surrey/").tenancy.id == east_surrey
+    again = Directory(SERVICE, directory.snapshot())  # as a restart restores it
+    found = again.by_slug("elmbridge")
+    assert found is not None
+    assert found.id == east_surrey
 
 
 def test_every_current_council_has_a_slug_of_its_own() -> None:
