@@ -26,14 +26,32 @@ def _live_children() -> dict[int, psutil.Process]:
     return out
 
 
+def _under(process: psutil.Process, older: set[int]) -> bool:
+    """Whether ``process`` was started by one that was running before the test: a backend of
+    the PostgreSQL that another test file of this worker process started for its session."""
+    try:
+        return any(parent.pid in older for parent in process.parents())
+    except psutil.NoSuchProcess:
+        return True  # gone already: nothing left behind
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return "(exited)"
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_processes() -> Iterator[None]:
     """Fail any test that leaves a child process (postgres, tansu) behind."""
     before = set(_live_children())
     yield
-    leaked = [p for pid, p in _live_children().items() if pid not in before]
+    leaked = [
+        p for pid, p in _live_children().items() if pid not in before and not _under(p, before)
+    ]
     if leaked:
-        described = [f"{p.pid} {p.name()}" for p in leaked]
+        described = [f"{p.pid} {_name(p)}" for p in leaked]
         for p in leaked:
             p.kill()
         psutil.wait_procs(leaked, timeout=5)
