@@ -28,6 +28,7 @@ from services.onboarding.reorganisation import (
     Readiness,
     Shares,
     TenancyPlan,
+    london_today,
     parse_hosts,
     parse_shares,
     plan,
@@ -43,7 +44,6 @@ from services.onboarding.reorganisation_service import Applied, Scheduled, apply
 from services.onboarding.retirement import Retired
 from services.onboarding.retirement_service import retire
 from services.onboarding.service import Person
-from services.onboarding.vesting_day import london_today
 
 Done = TypeVar("Done")
 

@@ -12,9 +12,9 @@ import pytest
 from services.onboarding import moves
 from services.onboarding.app import build
 from services.onboarding.councils import CouncilRegister
-from services.onboarding.reorganisation import Kind, Readiness
+from services.onboarding.reorganisation import Kind, Readiness, london_day
 from services.onboarding.settings import OnboardingSettings
-from services.onboarding.vesting_day import Watch, due, london_day
+from services.onboarding.vesting_day import Watch, due
 from tests.test_reorganisation import ISSUED, SURREY_VESTING, surrey_csv, tenancy
 
 CUMBRIA_VESTING = date(2023, 4, 1)

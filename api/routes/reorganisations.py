@@ -10,7 +10,7 @@ served by the host), each narrowed to its token's service if it has one.
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -21,10 +21,10 @@ from api.problems import Problem, documented
 from api.tokens import Principal, Role
 from services.onboarding.moves import Arrangement
 from services.onboarding.reorganisation import (
-    LONDON,
     Plan,
     PlanInputInvalid,
     TenancyPlan,
+    london_today,
     parse_hosts,
     plan,
 )
@@ -98,7 +98,7 @@ async def coming(
     """Every coming vesting day in the reference data, from today (London time), with its
     plan, made with the hosts and shares of the plan scheduled for that day if there is one;
     otherwise a split's tenancies show as blocked until its host is named."""
-    today = datetime.now(LONDON).date()
+    today = london_today()
     return [
         (await plan_for(deps, who, vesting, [])).as_json()
         for vesting in deps.councils.vesting_days(today)

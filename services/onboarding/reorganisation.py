@@ -188,6 +188,16 @@ class Plan:
         }
 
 
+def london_day(now: datetime) -> date:
+    """The day it is in London at ``now``: vesting day starts at midnight there, which is 23:00
+    UTC the day before in summer time."""
+    return now.astimezone(LONDON).date()
+
+
+def london_today() -> date:
+    return london_day(datetime.now(UTC))
+
+
 def vesting_instant(vesting: date) -> datetime:
     """Midnight at the start of vesting day in London, in UTC: where a predecessor's billing
     ends (the end of the day before) and the successor's continues."""

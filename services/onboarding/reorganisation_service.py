@@ -20,9 +20,9 @@ from services.onboarding.councils import CouncilRecord, CouncilRegister
 from services.onboarding.domain import State
 from services.onboarding.moves import Arrangement, Move, MoveStatus, PlanNotApplicable
 from services.onboarding.reorganisation import (
-    LONDON,
     Plan,
     Shares,
+    london_today,
     plan,
     replaced_refusal,
     vesting_instant,
@@ -257,7 +257,7 @@ async def joining_refusal(
     if not council.replaced_by or council.end is None:
         return None
     decided = await MoveRepository(conn).decided(council.end)
-    return replaced_refusal(register, council, decided, datetime.now(LONDON).date())
+    return replaced_refusal(register, council, decided, london_today())
 
 
 async def _retry_failed(tx: Transaction, vesting: date) -> list[str]:

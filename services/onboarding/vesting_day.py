@@ -19,13 +19,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from services.onboarding import moves
 from services.onboarding.councils import CouncilRegister
 from services.onboarding.moves import Arrangement, PlanNotApplicable
-from services.onboarding.reorganisation import LONDON, LiveTenancy, Plan, Readiness, plan
+from services.onboarding.reorganisation import (
+    LiveTenancy,
+    Plan,
+    Readiness,
+    london_today,
+    plan,
+)
 from services.onboarding.reorganisation_repository import MoveRepository, live_tenancies
 from services.onboarding.reorganisation_service import SOURCE, apply
 from services.onboarding.service import Person
@@ -40,16 +46,6 @@ ACTOR = "worker:onboarding"
 # Who accepts the novated agreements for the successors when nobody applies the plan by hand.
 ON_VESTING_DAY = Person(ACTOR, "applied on vesting day, on the successor's behalf")
 Clock = Callable[[], date]
-
-
-def london_day(now: datetime) -> date:
-    """The day it is in London at ``now``: vesting day starts at midnight there, which is 23:00
-    UTC the day before in summer time."""
-    return now.astimezone(LONDON).date()
-
-
-def london_today() -> date:
-    return london_day(datetime.now(UTC))
 
 
 def due(

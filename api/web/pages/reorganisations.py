@@ -5,7 +5,7 @@ inherits, on any vesting day."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Response
 from api.routes.reorganisations import inherited_by, moves_for, plan_for
 from api.tokens import Role
 from api.web.routing import Context, PageRoute, signed_in
-from services.onboarding.reorganisation import LONDON, Plan, Readiness
+from services.onboarding.reorganisation import Plan, Readiness, london_today
 from services.onboarding.reorganisation_repository import MoveRepository
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -34,7 +34,7 @@ TAGS = {
 @router.get("/manage/reorganisations")
 async def reorganisations(ctx: Annotated[Context, Depends(signed_in)]) -> Response:
     who = await ctx.require(Role.OPERATOR, Role.COUNCIL_ADMIN)
-    today = datetime.now(LONDON).date()
+    today = london_today()
     async with ctx.deps.pool.acquire() as conn:
         applied = await MoveRepository(conn).applied_days()
     # Coming days, and days gone whose plan was applied: their moves and their predecessors'
